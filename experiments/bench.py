@@ -8,6 +8,11 @@ convention: 6 x matmul weights + 12 x layers x d_attn x context FLOPs per token.
 printed is one JSON object.
 """
 
+if __name__ == '__main__':  # before the heavy imports: this may replace the process
+  from research.host_memory import use_hugepage_malloc
+  use_hugepage_malloc()
+
+
 import json
 import statistics
 import sys

@@ -11,6 +11,11 @@ batching use the trained run(s) when given. Times are medians of `--repeats` run
 `--recompute_steps` steps. The last line printed is one JSON object.
 """
 
+if __name__ == '__main__':  # before the heavy imports: this may replace the process
+  from research.host_memory import use_hugepage_malloc
+  use_hugepage_malloc()
+
+
 import json
 import math
 import statistics

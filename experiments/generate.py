@@ -6,6 +6,11 @@ Reads the run's model config (`config.json`), tokenizer (`tokenizer.json`) and l
 quantised params. Generation stops at the end-of-document token.
 """
 
+if __name__ == '__main__':  # before the heavy imports: this may replace the process
+  from research.host_memory import use_hugepage_malloc
+  use_hugepage_malloc()
+
+
 import sys
 
 import numpy as np

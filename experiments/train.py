@@ -4,6 +4,11 @@ Any field can be overridden, e.g. `--config.train.num_steps=500 --config.model.p
 Running the same command again in the same workdir resumes from the latest checkpoint.
 """
 
+if __name__ == '__main__':  # before the heavy imports: this may replace the process
+  from research.host_memory import use_hugepage_malloc
+  use_hugepage_malloc()
+
+
 import ast
 import sys
 
