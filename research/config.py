@@ -56,6 +56,7 @@ def default_train_config() -> ml_collections.ConfigDict:
   c.decay_norms_biases_embeddings = False
   c.grad_clip_norm = 1.0
   c.z_loss = 0.0
+  c.loss_chunk_len = 32  # fuse output layer + loss over chunks of <= this many positions; 0: off
   c.log_every = 10
   c.eval_every = 200
   c.checkpoint_every = 200

@@ -50,7 +50,8 @@ class Transformer(nn.Module):
   """`Transformer(model_config).apply({'params': p}, tokens_BxT)` -> float32 logits [B, T, vocab].
 
   `positions_BxT` defaults to 0..T-1; pass `deterministic=False` and a 'dropout' rng to train with
-  dropout. With `decode=True` (inference) the call also reads and updates a 'cache' collection:
+  dropout. `return_hidden=True` returns `(hidden_BxTxD, unembed_DxV)` instead of logits, both in
+  the compute dtype, for a loss that fuses the output layer. With `decode=True` (inference) the call also reads and updates a 'cache' collection:
   per-layer keys/values, [B, S, K, H], and per-row `index`, the next free slot; positions then
   default to index..index+T-1, and token t of row b is cached at slot `positions[b, t]`.
   """
@@ -61,7 +62,8 @@ class Transformer(nn.Module):
     validate_model_config(self.config)
 
   @nn.compact
-  def __call__(self, tokens_BxT, positions_BxT=None, deterministic: bool = True):
+  def __call__(self, tokens_BxT, positions_BxT=None, deterministic: bool = True,
+               return_hidden: bool = False):
     c = self.config
     dtype, param_dtype = resolve_dtype(c.dtype), jnp.dtype(c.param_dtype)
     if self.decode:
@@ -96,6 +98,9 @@ class Transformer(nn.Module):
           'unembed',
           nn.with_logical_partitioning(nn.initializers.normal(c.init_std), ('embed', 'vocab')),
           (c.d_model, c.vocab_size), param_dtype)
-    logits_BxTxV = jnp.einsum('btd,dv->btv', x_BxTxD.astype(dtype), unembed_DxV.astype(dtype),
+    x_BxTxD, unembed_DxV = x_BxTxD.astype(dtype), unembed_DxV.astype(dtype)
+    if return_hidden:
+      return x_BxTxD, unembed_DxV
+    logits_BxTxV = jnp.einsum('btd,dv->btv', x_BxTxD, unembed_DxV,
                               preferred_element_type=jnp.float32)
     return nn.with_logical_constraint(logits_BxTxV, ('batch', 'length', 'vocab'))

@@ -9,6 +9,7 @@ import jax.numpy as jnp
 import optax
 
 from research.model import Transformer
+from research.train.fused_loss import chunk_length, fused_cross_entropy
 from research.train.state import TrainState
 
 
@@ -22,11 +23,20 @@ def cross_entropy(logits_BxTxV, targets_BxT, z_loss: float = 0.0):
   return loss, jnp.mean(nll_BxT)
 
 
-def make_train_step(model_config, optimizer, z_loss: float = 0.0, grad_accum_steps: int = 1):
-  """A pure `(state, batch) -> (state, metrics)`; the global batch is split into micro-batches."""
+def make_train_step(model_config, optimizer, z_loss: float = 0.0, grad_accum_steps: int = 1,
+                    loss_chunk_len: int = 0):
+  """A pure `(state, batch) -> (state, metrics)`; the global batch is split into micro-batches.
+
+  With `loss_chunk_len` > 0 the output layer and the loss are fused over chunks of that many
+  positions (at most; see `fused_loss.chunk_length`), so the [B, T, V] logits are never stored.
+  """
   model = Transformer(model_config)
 
   def loss_fn(params, inputs_BxT, targets_BxT):
+    if loss_chunk_len:
+      hidden_BxTxD, unembed_DxV = model.apply({'params': params}, inputs_BxT, return_hidden=True)
+      chunk_len = chunk_length(inputs_BxT.shape[1], loss_chunk_len)
+      return fused_cross_entropy(hidden_BxTxD, unembed_DxV, targets_BxT, chunk_len, z_loss)
     logits_BxTxV = model.apply({'params': params}, inputs_BxT)
     return cross_entropy(logits_BxTxV, targets_BxT, z_loss)
 

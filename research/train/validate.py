@@ -33,6 +33,8 @@ def validate_config(config: ml_collections.ConfigDict, num_devices: int | None =
     _fail('train.schedule', t.schedule, f'unknown; expected one of {SCHEDULES}')
   if t.warmup_steps < 0:
     _fail('train.warmup_steps', t.warmup_steps, 'must be >= 0')
+  if not isinstance(t.loss_chunk_len, int) or t.loss_chunk_len < 0:
+    _fail('train.loss_chunk_len', t.loss_chunk_len, 'must be an integer >= 0 (0 turns chunking off)')
   if t.learning_rate <= 0:
     _fail('train.learning_rate', t.learning_rate, 'must be positive')
   if t.batch_size % t.grad_accum_steps:
