@@ -1,11 +1,13 @@
 """Time the real train step of a config and report tokens/s and MFU against a measured peak.
 
 `python -m experiments.bench --config=configs/bench_cpu.py [--config.x=y] [--steps=20]
-[--warmup=3] [--profile=DIR]` compiles the same sharded train step training uses (optimizer update
-included), feeds it random tokens, and times `--steps` steps after warm-up. The device's peak is
-measured in the same run (float32 matmul on CPU, bfloat16 on accelerators). MFU uses the PaLM
-convention: 6 x matmul weights + 12 x layers x d_attn x context FLOPs per token. The last line
-printed is one JSON object.
+[--warmup=3] [--profile=DIR] [--loop_steps=N]` compiles the same sharded train step training uses
+(optimizer update included), feeds it random tokens, and times `--steps` steps after warm-up. The
+device's peak is measured in the same run, before and after the timed steps (float32 matmul on
+CPU, bfloat16 on accelerators; the faster of the two counts). MFU uses the PaLM convention:
+6 x matmul weights + 12 x layers x d_attn x context FLOPs per token. `--loop_steps` then runs the
+training loop itself (real data, metrics, guards) for that many steps and compares its tokens/s
+with the step's. The last line printed is one JSON object.
 """
 
 if __name__ == '__main__':  # before the heavy imports: this may replace the process
@@ -13,9 +15,12 @@ if __name__ == '__main__':  # before the heavy imports: this may replace the pro
   use_hugepage_malloc()
 
 
+import copy
 import json
+import pathlib
 import statistics
 import sys
+import tempfile
 import time
 
 import flax.linen as nn
@@ -30,6 +35,8 @@ from research.model.config import resolve_dtype
 from research.parallel import sharding as sharding_lib
 from research.parallel.mesh import make_mesh
 from research.parallel.rules import as_rules
+from research.train import metrics as metrics_lib
+from research.train.loop import train
 from research.train.mfu import datasheet_peak, measure_peak_flops
 from research.train.program import build_program
 from research.train.validate import validate_config
@@ -38,6 +45,8 @@ _CONFIG = config_flags.DEFINE_config_file('config', None, 'Path to a config file
 _STEPS = flags.DEFINE_integer('steps', 20, 'Timed steps.')
 _WARMUP = flags.DEFINE_integer('warmup', 3, 'Untimed steps after compilation.')
 _PROFILE = flags.DEFINE_string('profile', '', 'Write a jax.profiler trace of 3 steps here.')
+_LOOP_STEPS = flags.DEFINE_integer('loop_steps', 0, 'Also train this many steps with the real '
+                                   'loop on the config\'s data and compare its tokens/s.')
 flags.mark_flag_as_required('config')
 
 
@@ -62,6 +71,7 @@ def bench(config, steps: int, warmup: int, profile_dir: str = '') -> dict:
     state, metrics = program.train_step(state, batches[0])
     jax.block_until_ready(metrics)
     compile_s = time.perf_counter() - start
+    peak_before = measure_peak_flops()
     for i in range(warmup):
       state, metrics = program.train_step(state, batches[i % len(batches)])
     jax.block_until_ready(metrics)
@@ -76,7 +86,7 @@ def bench(config, steps: int, warmup: int, profile_dir: str = '') -> dict:
         for i in range(3):
           state, metrics = program.train_step(state, batches[i % len(batches)])
         jax.block_until_ready(metrics)
-  peak = measure_peak_flops()
+  peak = max(peak_before, measure_peak_flops())
   step_time = statistics.median(times)
   tokens_per_step = config.train.batch_size * config.data.seq_len
   flops_per_token = counting.palm_flops_per_token(config.model, config.data.seq_len)
@@ -91,6 +101,7 @@ def bench(config, steps: int, warmup: int, profile_dir: str = '') -> dict:
       'step_time_s': step_time,
       'step_time_min_s': min(times),
       'step_time_max_s': max(times),
+      'step_time_mean_s': statistics.mean(times),
       'tokens_per_sec': tokens_per_sec,
       'model_flops_per_token': flops_per_token,
       'peak_flops': peak * jax.device_count(),
@@ -100,10 +111,31 @@ def bench(config, steps: int, warmup: int, profile_dir: str = '') -> dict:
   }
 
 
+def loop_step_times(config, steps: int, skip: int) -> list[float]:
+  """Per-step wall times of the training loop on the config's data, after the first `skip` steps.
+
+  A throwaway run directory; metrics every step, evaluation and a checkpoint only at the end.
+  """
+  config = copy.deepcopy(config)
+  config.train.update(num_steps=steps, log_every=1, eval_every=steps, checkpoint_every=steps)
+  with tempfile.TemporaryDirectory() as tmp:
+    workdir = pathlib.Path(tmp) / 'run'
+    train(config, workdir, log=lambda *_: None)
+    records = [json.loads(line) for line in (workdir / metrics_lib.METRICS_FILE).open()]
+  return [r['step_time_s'] for r in records if 'step_time_s' in r][skip:]
+
+
 def main(argv):
   del argv
   try:
     r = bench(_CONFIG.value, _STEPS.value, _WARMUP.value, _PROFILE.value)
+    if _LOOP_STEPS.value:
+      times = loop_step_times(_CONFIG.value, _LOOP_STEPS.value + _WARMUP.value + 1,
+                              skip=_WARMUP.value + 1)
+      r['loop_step_time_s'] = statistics.median(times)
+      r['loop_step_time_mean_s'] = statistics.mean(times)
+      r['loop_tokens_per_sec'] = r['tokens_per_step'] / r['loop_step_time_s']
+      r['loop_vs_bench'] = r['loop_tokens_per_sec'] / r['tokens_per_sec']
   except ValueError as e:
     print(f'error: {e}', file=sys.stderr)
     sys.exit(2)
@@ -118,6 +150,12 @@ def main(argv):
           ('datasheet peak', f'{r["datasheet_peak_flops"] / 1e12:.0f} TFLOP/s'
            if r['datasheet_peak_flops'] else 'unknown'),
           ('MFU', f'{100 * r["mfu"]:.1f} %')]
+  if 'loop_tokens_per_sec' in r:
+    rows += [('loop step (median)', f'{r["loop_step_time_s"] * 1e3:.1f} ms '
+              f'(mean {r["loop_step_time_mean_s"] * 1e3:.1f}; bench mean '
+              f'{r["step_time_mean_s"] * 1e3:.1f})'),
+             ('loop tokens / s', f'{r["loop_tokens_per_sec"]:,.0f} '
+              f'({100 * r["loop_vs_bench"]:.1f} % of the bench figure)')]
   for name, value in rows:
     print(f'{name:<22} {value}')
   print(json.dumps(r))
