@@ -11,8 +11,8 @@ with the step's. The last line printed is one JSON object.
 """
 
 if __name__ == '__main__':  # before the heavy imports: this may replace the process
-  from research.host_memory import use_hugepage_malloc
-  use_hugepage_malloc()
+  from research.host_memory import use_tuned_malloc
+  use_tuned_malloc()
 
 
 import copy

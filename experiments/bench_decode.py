@@ -12,8 +12,8 @@ batching use the trained run(s) when given. Times are medians of `--repeats` run
 """
 
 if __name__ == '__main__':  # before the heavy imports: this may replace the process
-  from research.host_memory import use_hugepage_malloc
-  use_hugepage_malloc()
+  from research.host_memory import use_tuned_malloc
+  use_tuned_malloc()
 
 
 import json

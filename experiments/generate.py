@@ -7,8 +7,8 @@ quantised params. Generation stops at the end-of-document token.
 """
 
 if __name__ == '__main__':  # before the heavy imports: this may replace the process
-  from research.host_memory import use_hugepage_malloc
-  use_hugepage_malloc()
+  from research.host_memory import use_tuned_malloc
+  use_tuned_malloc()
 
 
 import sys

@@ -5,8 +5,8 @@ Running the same command again in the same workdir resumes from the latest check
 """
 
 if __name__ == '__main__':  # before the heavy imports: this may replace the process
-  from research.host_memory import use_hugepage_malloc
-  use_hugepage_malloc()
+  from research.host_memory import use_tuned_malloc
+  use_tuned_malloc()
 
 
 import ast

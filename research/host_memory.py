@@ -1,12 +1,16 @@
-"""Back the host's large buffers with transparent huge pages, by re-executing with glibc's tunable.
+"""glibc malloc tuned for XLA on CPU: freed memory kept for reuse, on transparent huge pages.
 
-XLA on CPU allocates each step's temporaries afresh; glibc serves allocations this large with new
-`mmap` regions, so every step faults in its working set 4 KiB at a time (on `bench_cpu`, about
-240k faults and a quarter of the step). With `GLIBC_TUNABLES=glibc.malloc.hugetlb=1` glibc asks
-for transparent huge pages, and the same step takes a few hundred 2 MiB faults instead. The
-tunable is read only when a process starts, so entry points call `use_hugepage_malloc()` before
-anything else and the process replaces itself (same pid, arguments and environment, plus the
-tunable). Setting `glibc.malloc.hugetlb` yourself, to any value, turns this off.
+XLA on CPU allocates each step's temporaries afresh (one block of hundreds of MiB). By default
+glibc serves a block that large with a new `mmap` and unmaps it on free, so every step faults its
+whole working set back in, 4 KiB at a time: on `bench_cpu` about 240k page faults and a quarter of
+the step. The tunables below make glibc serve it from the heap and keep it when freed
+(`mmap_max=0`, a trim threshold no heap reaches, one arena so every thread reuses the same memory),
+and back the heap with transparent huge pages (`hugetlb=1`, where the kernel's THP mode is
+'madvise'). On `bench_cpu` this takes about a quarter off the step (experiments/BENCHMARKS.md).
+
+glibc reads tunables only when a process starts, so entry points call `use_tuned_malloc()` before
+anything else and the process replaces itself (same pid, arguments and environment, plus
+GLIBC_TUNABLES). A tunable you set yourself is left as it is; setting all four turns this off.
 """
 
 from __future__ import annotations
@@ -16,8 +20,13 @@ import pathlib
 import platform
 import sys
 
-TUNABLE = 'glibc.malloc.hugetlb'
 THP_MODE_FILE = pathlib.Path('/sys/kernel/mm/transparent_hugepage/enabled')
+KEEP_FREED_MEMORY = {
+    'glibc.malloc.mmap_max': '0',  # large blocks from the heap, not from fresh mappings
+    'glibc.malloc.trim_threshold': str(1 << 40),  # never hand the freed heap back
+    'glibc.malloc.arena_max': '1',  # XLA's threads share one heap, so a freed block is reused
+}
+HUGE_PAGES = {'glibc.malloc.hugetlb': '1'}  # madvise(MADV_HUGEPAGE) on what malloc maps
 
 
 def transparent_hugepage_mode(mode_file: pathlib.Path = THP_MODE_FILE) -> str | None:
@@ -30,25 +39,30 @@ def transparent_hugepage_mode(mode_file: pathlib.Path = THP_MODE_FILE) -> str | 
   return text[start + 1:end] if 0 <= start < end else None
 
 
-def hugepage_environment(environ: dict, thp_mode: str | None, libc: str) -> dict | None:
+def tuned_malloc_environment(environ: dict, thp_mode: str | None, libc: str) -> dict | None:
   """The environment to re-execute with, or None when re-executing would change nothing.
 
-  Only glibc reads the tunable, and only THP mode 'madvise' needs it: 'always' already gives huge
-  pages and 'never' refuses them. An explicit `glibc.malloc.hugetlb` in GLIBC_TUNABLES wins.
+  Only glibc reads these tunables. Huge pages are asked for only in THP mode 'madvise' ('always'
+  gives them anyway, 'never' refuses them). Tunables already in GLIBC_TUNABLES win.
   """
-  tunables = environ.get('GLIBC_TUNABLES', '')
-  if libc != 'glibc' or thp_mode != 'madvise' or TUNABLE in tunables:
+  if libc != 'glibc':
     return None
-  return {**environ, 'GLIBC_TUNABLES': ':'.join(filter(None, [tunables, f'{TUNABLE}=1']))}
+  wanted = {**KEEP_FREED_MEMORY, **(HUGE_PAGES if thp_mode == 'madvise' else {})}
+  current = environ.get('GLIBC_TUNABLES', '')
+  already = {item.split('=', 1)[0] for item in current.split(':') if item}
+  added = [f'{name}={value}' for name, value in wanted.items() if name not in already]
+  if not added:
+    return None
+  return {**environ, 'GLIBC_TUNABLES': ':'.join(filter(None, [current, *added]))}
 
 
-def use_hugepage_malloc() -> None:
-  """Re-execute this process with huge-page malloc where that helps; otherwise return at once.
+def use_tuned_malloc() -> None:
+  """Re-execute this process with the tuned malloc where that changes anything; else return.
 
   Call it first thing under `if __name__ == '__main__':` of an entry point, never on import.
   """
-  environ = hugepage_environment(dict(os.environ), transparent_hugepage_mode(),
-                                 platform.libc_ver()[0])
+  environ = tuned_malloc_environment(dict(os.environ), transparent_hugepage_mode(),
+                                     platform.libc_ver()[0])
   if environ is None:
     return
   sys.stdout.flush()
