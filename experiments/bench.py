@@ -35,7 +35,7 @@ from research.model.config import resolve_dtype
 from research.parallel import sharding as sharding_lib
 from research.parallel.mesh import make_mesh
 from research.parallel.rules import as_rules
-from research.train import metrics as metrics_lib
+from research.scaling.table import read_metrics
 from research.train.loop import train
 from research.train.mfu import datasheet_peak, measure_peak_flops
 from research.train.program import build_program
@@ -121,8 +121,8 @@ def loop_step_times(config, steps: int, skip: int) -> list[float]:
   with tempfile.TemporaryDirectory() as tmp:
     workdir = pathlib.Path(tmp) / 'run'
     train(config, workdir, log=lambda *_: None)
-    records = [json.loads(line) for line in (workdir / metrics_lib.METRICS_FILE).open()]
-  return [r['step_time_s'] for r in records if 'step_time_s' in r][skip:]
+    _, step_times = read_metrics(workdir, 'step_time_s')
+  return list(step_times[skip:])
 
 
 def main(argv):

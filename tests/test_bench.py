@@ -6,6 +6,8 @@ import pathlib
 import subprocess
 import sys
 
+import pytest
+
 from tests.train_helpers import write_corpus
 
 ROOT = pathlib.Path(__file__).parents[1]
@@ -37,13 +39,14 @@ def test_bench_compares_the_training_loop_with_the_step(tmp_path):
   result = subprocess.run(
       [sys.executable, '-m', 'experiments.bench', '--config=configs/bench_cpu.py',
        '--config.model.num_layers=1', '--config.model.vocab_size=320', '--config.data.seq_len=32',
-       '--config.model.max_seq_len=32', '--config.train.batch_size=4', '--config.data.eval_batches=1',
-       '--config.data.corpus=text_dir', f'--config.data.text_dir={corpus}',
+       '--config.model.max_seq_len=32', '--config.train.batch_size=4',
+       '--config.data.eval_batches=1', '--config.data.corpus=text_dir', f'--config.data.text_dir={corpus}',
        f'--config.data.data_dir={tmp_path / "data"}', '--steps=3', '--warmup=1', '--loop_steps=4'],
       cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
   assert result.returncode == 0, result.stderr[-3000:]
   r = json.loads(result.stdout.strip().splitlines()[-1])
   assert r['loop_step_time_s'] > 0
-  assert abs(r['loop_tokens_per_sec'] - r['tokens_per_step'] / r['loop_step_time_s']) < 1e-6 * r['loop_tokens_per_sec']
+  assert r['loop_tokens_per_sec'] == pytest.approx(r['tokens_per_step'] / r['loop_step_time_s'],
+                                                   rel=1e-6)
   assert abs(r['loop_vs_bench'] - r['loop_tokens_per_sec'] / r['tokens_per_sec']) < 1e-9
   assert 'loop tokens / s' in result.stdout

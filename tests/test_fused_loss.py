@@ -1,4 +1,4 @@
-"""The chunked output layer + cross-entropy: same loss and gradients as the plain path, less memory."""
+"""Chunked output layer + cross-entropy: the plain path's loss and gradients, in less memory."""
 
 import jax
 import jax.numpy as jnp

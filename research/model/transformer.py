@@ -51,9 +51,10 @@ class Transformer(nn.Module):
 
   `positions_BxT` defaults to 0..T-1; pass `deterministic=False` and a 'dropout' rng to train with
   dropout. `return_hidden=True` returns `(hidden_BxTxD, unembed_DxV)` instead of logits, both in
-  the compute dtype, for a loss that fuses the output layer. With `decode=True` (inference) the call also reads and updates a 'cache' collection:
-  per-layer keys/values, [B, S, K, H], and per-row `index`, the next free slot; positions then
-  default to index..index+T-1, and token t of row b is cached at slot `positions[b, t]`.
+  the compute dtype, for a loss that fuses the output layer. With `decode=True` (inference) the
+  call also reads and updates a 'cache' collection: per-layer keys/values, [B, S, K, H], and
+  per-row `index`, the next free slot; positions then default to index..index+T-1, and token t of
+  row b is cached at slot `positions[b, t]`.
   """
   config: ml_collections.ConfigDict
   decode: bool = False
