@@ -348,11 +348,8 @@ def fit_isoflop(N, D, loss, C, *, min_runs: int = 3, skip_bad_budgets: bool = Fa
   warned about (`interior` is False). The bootstrap resamples runs within each budget and drops,
   per replicate, the budgets left without a minimum. D is checked but not otherwise used.
   """
-  N = fit_utils.as_array('N', N, positive=True)
-  D = fit_utils.as_array('D', D, positive=True)
-  loss = fit_utils.as_array('loss', loss, positive=True)
-  C = fit_utils.as_array('C', C, positive=True)
-  n = fit_utils.same_length(N=N, D=D, loss=loss, C=C)
+  N, D, loss, C = fit_utils.positive_columns(N=N, D=D, loss=loss, C=C)
+  n = len(N)
   if not isinstance(min_runs, (int, np.integer)) or min_runs < 3:
     raise ValueError(f'min_runs={min_runs!r}: a parabola needs at least 3 runs')
   fit_utils.check_bootstrap(n_bootstrap, confidence, subsample)
@@ -503,10 +500,8 @@ def fit_parametric(N, D, loss, *, delta: float = HUBER_DELTA, grid: dict | None 
   bootstrap replicate restarts from the full-data optimum plus `bootstrap_starts` points drawn
   from the grid.
   """
-  N = fit_utils.as_array('N', N, positive=True)
-  D = fit_utils.as_array('D', D, positive=True)
-  loss = fit_utils.as_array('loss', loss, positive=True)
-  n = fit_utils.same_length(N=N, D=D, loss=loss)
+  N, D, loss = fit_utils.positive_columns(N=N, D=D, loss=loss)
+  n = len(N)
   if n < 5:
     raise ValueError(f'Approach 3 fits 5 parameters: needs at least 5 runs, got {n}')
   if len(np.unique(N)) < 2 or len(np.unique(D)) < 2:

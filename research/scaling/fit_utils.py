@@ -45,6 +45,14 @@ def as_array(name: str, values, *, positive: bool = False) -> np.ndarray:
   return array
 
 
+def positive_columns(**columns) -> tuple[np.ndarray, ...]:
+  """Each named column as a finite, positive float64 1-D array, all of one length (in the order
+  given); a ValueError names the first offending column or lists the lengths."""
+  arrays = tuple(as_array(name, values, positive=True) for name, values in columns.items())
+  same_length(**dict(zip(columns, arrays)))
+  return arrays
+
+
 def same_length(**arrays: np.ndarray) -> int:
   """The common length of the named arrays, or a ValueError listing each one's length."""
   lengths = {name: len(a) for name, a in arrays.items()}

@@ -193,18 +193,14 @@ def _fit_points(variable: str, x: np.ndarray, loss: np.ndarray, irreducible: boo
 def fit_kaplan_n(N, loss, *, irreducible: bool = False, n_bootstrap: int = 200, seed: int = 0,
                  confidence: float = 0.95, subsample: float | None = None) -> PowerLawFit:
   """L(N) = [E +] (N_c / N)^alpha_N through the given (N, loss) points (eq. 1.1)."""
-  N = fit_utils.as_array('N', N, positive=True)
-  loss = fit_utils.as_array('loss', loss, positive=True)
-  fit_utils.same_length(N=N, loss=loss)
+  N, loss = fit_utils.positive_columns(N=N, loss=loss)
   return _fit_points('N', N, loss, irreducible, n_bootstrap, seed, confidence, subsample)
 
 
 def fit_kaplan_d(D, loss, *, irreducible: bool = False, n_bootstrap: int = 200, seed: int = 0,
                  confidence: float = 0.95, subsample: float | None = None) -> PowerLawFit:
   """L(D) = [E +] (D_c / D)^alpha_D through the given (D, loss) points (eq. 1.2)."""
-  D = fit_utils.as_array('D', D, positive=True)
-  loss = fit_utils.as_array('loss', loss, positive=True)
-  fit_utils.same_length(D=D, loss=loss)
+  D, loss = fit_utils.positive_columns(D=D, loss=loss)
   return _fit_points('D', D, loss, irreducible, n_bootstrap, seed, confidence, subsample)
 
 
@@ -217,9 +213,7 @@ def fit_kaplan_c(C, loss, *, irreducible: bool = False, n_bootstrap: int = 200, 
   is taken once, from all points, and the bootstrap resamples its points (resampling runs before
   taking a minimum over them would lift the envelope and bias alpha_C upward).
   """
-  C = fit_utils.as_array('C', C, positive=True)
-  loss = fit_utils.as_array('loss', loss, positive=True)
-  fit_utils.same_length(C=C, loss=loss)
+  C, loss = fit_utils.positive_columns(C=C, loss=loss)
   keep = lower_envelope(C, loss)
   return _fit_points('C', C[keep], loss[keep], irreducible, n_bootstrap, seed, confidence,
                      subsample)
@@ -288,10 +282,8 @@ def fit_kaplan_nd(N, D, loss, *, irreducible: bool = False, n_bootstrap: int = 2
   few starting points of a grid over (alpha_N, alpha_D) where N_c and D_c are solved linearly;
   bootstrap replicates start from the full-data fit.
   """
-  N = fit_utils.as_array('N', N, positive=True)
-  D = fit_utils.as_array('D', D, positive=True)
-  loss = fit_utils.as_array('loss', loss, positive=True)
-  n = fit_utils.same_length(N=N, D=D, loss=loss)
+  N, D, loss = fit_utils.positive_columns(N=N, D=D, loss=loss)
+  n = len(N)
   fit_utils.check_bootstrap(n_bootstrap, confidence, subsample)
   minimum = 6 if irreducible else 5
 
