@@ -35,7 +35,7 @@ from research.model.config import resolve_dtype
 from research.parallel import sharding as sharding_lib
 from research.parallel.mesh import make_mesh
 from research.parallel.rules import as_rules
-from research.scaling.table import read_metrics
+from research.run_dir import read_metrics
 from research.train.loop import train
 from research.train.mfu import datasheet_peak, measure_peak_flops
 from research.train.program import build_program

@@ -18,6 +18,7 @@ if __name__ == '__main__':  # before the heavy imports: this may replace the pro
 
 import json
 import math
+import os
 import statistics
 import sys
 import time
@@ -30,6 +31,7 @@ from absl import app
 from absl import flags
 from absl import logging
 
+from research import run_dir
 from research.config import base_config
 from research.data.build import build_data
 from research.inference import generate
@@ -117,8 +119,9 @@ def batch_throughput(config, params, batch: int) -> float:
 def validation_set(workdir):
   """The run's fixed validation batches (the same windows its training evaluated)."""
   config = run_config(workdir)
-  config.data.tokenizer_path = f'{workdir}/tokenizer.json'
-  return build_data(config, f'{workdir}/tokenizer.json').eval_set
+  tokenizer_path = os.path.join(workdir, run_dir.TOKENIZER_FILE)
+  config.data.tokenizer_path = tokenizer_path
+  return build_data(config, tokenizer_path).eval_set
 
 
 def perplexities(eval_set, model_config, params) -> dict:

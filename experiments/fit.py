@@ -5,7 +5,6 @@ supports (Chinchilla approaches 1-3, Kaplan's laws, optionally an emergence fit)
 figures and `fits.json` to DIR/fits/ (or --out) and prints a table of the fitted laws.
 """
 
-import json
 import pathlib
 import sys
 import warnings
@@ -13,8 +12,9 @@ import warnings
 from absl import app
 from absl import flags
 
+from research import run_dir
 from research.scaling import report as report_lib
-from research.scaling import table
+from research.sweeps import table
 
 _WORKDIR = flags.DEFINE_string('workdir', None, 'Sweep directory holding results.csv.')
 _OUT = flags.DEFINE_string('out', None, 'Where figures and fits.json go (default DIR/fits).')
@@ -69,14 +69,14 @@ def main(argv):
   except ValueError as e:
     print(f'error: {e}', file=sys.stderr)
     sys.exit(2)
-  out = pathlib.Path(_OUT.value or pathlib.Path(_WORKDIR.value) / 'fits')
+  out = pathlib.Path(_OUT.value or pathlib.Path(_WORKDIR.value) / run_dir.FITS_DIR)
   out.mkdir(parents=True, exist_ok=True)
   plots = report_lib.write_plots(report, out)
   summary = report_lib.summary(report, budgets)
   summary['plots'] = {name: str(path) for name, path in plots.items()}
-  (out / 'fits.json').write_text(json.dumps(summary, indent=2, sort_keys=True))
+  run_dir.write_json_atomically(out / run_dir.FITS_FILE, summary)
   print(report_lib.format_table(report, budgets))
-  print(f'\nwrote {out / "fits.json"} and {len(plots)} figures to {out}')
+  print(f'\nwrote {out / run_dir.FITS_FILE} and {len(plots)} figures to {out}')
   if not report.fits:
     sys.exit(1)
 

@@ -15,7 +15,9 @@ import sys
 from absl import app
 from absl import flags
 
-from research.scaling import runner
+from research.sweeps import executors
+from research.sweeps import plan
+from research.sweeps import runner
 
 _SWEEP = flags.DEFINE_string('sweep', None, 'A sweep file whose get_sweep() returns (name, config) '
                              'pairs, e.g. configs/sweeps/isoflop.py.')
@@ -23,7 +25,7 @@ _WORKDIR = flags.DEFINE_string('workdir', None, 'Sweep directory: one subdirecto
 _RETRY = flags.DEFINE_bool('retry_failed', False, 'Rerun failed runs and, moving their '
                            'directories aside as <run_id>.failed-<n>, diverged ones.')
 _MAX_CONCURRENT = flags.DEFINE_integer('max_concurrent', 1, 'Runs at once.')
-_EXECUTOR = flags.DEFINE_enum('executor', 'local', list(runner.EXECUTORS), 'Where runs execute.')
+_EXECUTOR = flags.DEFINE_enum('executor', 'local', list(executors.EXECUTORS), 'Where runs execute.')
 _CPUS = flags.DEFINE_integer('cpus_per_run', None, 'CPUs per run (local: pinned when several '
                              'runs share the machine, default CPUs / max_concurrent; ray: 1).')
 _GPUS = flags.DEFINE_float('gpus_per_run', None, 'Ray: GPUs per run (default 1 on a cluster with '
@@ -58,7 +60,7 @@ def main(argv):
     raise app.UsageError(f'unexpected arguments: {argv[1:]}')
   signal.signal(signal.SIGTERM, _interrupt)  # stop like Ctrl-C: runs checkpoint and exit
   try:
-    sweep = runner.load_sweep(_SWEEP.value)
+    sweep = plan.load_sweep(_SWEEP.value)
     rows = runner.run_sweep(
         sweep, _WORKDIR.value, sweep_name=pathlib.Path(_SWEEP.value).stem,
         executor=_EXECUTOR.value, max_concurrent=_MAX_CONCURRENT.value,

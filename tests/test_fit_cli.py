@@ -9,10 +9,10 @@ import sys
 import numpy as np
 import pytest
 
-from research.scaling import load_curves
-from research.scaling import load_results
 from research.scaling import report
-from research.scaling import synthetic
+from research.sweeps import synthetic
+from research.sweeps.table import load_curves
+from research.sweeps.table import load_results
 
 ROOT = pathlib.Path(__file__).parents[1]
 A_TRUE = 0.28 / 0.62

@@ -5,7 +5,7 @@ import pathlib
 import nbformat
 from nbclient import NotebookClient
 
-from research.scaling import synthetic
+from research.sweeps import synthetic
 
 ROOT = pathlib.Path(__file__).parents[1]
 NOTEBOOK = ROOT / 'notebooks' / 'scaling_laws.ipynb'

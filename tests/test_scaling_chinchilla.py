@@ -10,7 +10,7 @@ from research.scaling import chinchilla
 from research.scaling import fit_envelope
 from research.scaling import fit_isoflop
 from research.scaling import fit_parametric
-from research.scaling import synthetic
+from research.sweeps import synthetic
 
 LAW = chinchilla.PUBLISHED  # E=1.69, A=406.4, B=410.7, alpha=0.34, beta=0.28
 A_TRUE = LAW['beta'] / (LAW['alpha'] + LAW['beta'])  # 0.4516...

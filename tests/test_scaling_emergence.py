@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from research.scaling import fit_emergence
-from research.scaling import synthetic
+from research.sweeps import synthetic
 
 TRUTH = synthetic.ACCURACY  # floor 0.25, ceiling 0.85, threshold 3e7, k 2 per e-fold
 

@@ -7,7 +7,7 @@ import jax.numpy as jnp
 import pytest
 from research.config import base_config
 from research.model import Transformer, counting
-from research.scaling import sizing
+from research.sweeps import sizing
 
 TOLERANCE = 0.05
 

@@ -7,8 +7,8 @@ import pathlib
 import pytest
 from research.config import base_config
 from research.model import counting
-from research.scaling import runner, sizing, sweeps
-from research.train.run_dir import config_hash
+from research.sweeps import generators, plan, sizing
+from research.run_dir import config_hash
 from research.train.schedules import make_schedule
 from research.train.validate import validate_config
 
@@ -45,7 +45,7 @@ BUDGETS = (4e11, 1.6e12, 6.4e12)
 
 @pytest.fixture(scope='module')
 def isoflop_runs():
-  return sweeps.isoflop_sweep(small_base(), BUDGETS, num_sizes=7, span=8.0, head_dim=16,
+  return generators.isoflop_sweep(small_base(), BUDGETS, num_sizes=7, span=8.0, head_dim=16,
                               aspect_ratio=16.0)
 
 
@@ -63,7 +63,7 @@ def test_isoflop_grid_spends_each_budget(isoflop_runs):
     by_budget.setdefault(c.sweep.budget, []).append(total(c))
   for budget, sizes in by_budget.items():
     assert 5 <= len(sizes) <= 7 and sizes == sorted(sizes) and len(set(sizes)) == len(sizes)
-    guess = sweeps.chinchilla_guess()(budget)
+    guess = generators.chinchilla_guess()(budget)
     # log-spaced around the guess, spanning about a factor 8
     assert min(sizes) < guess < max(sizes)
     assert 4 < max(sizes) / min(sizes) < 12
@@ -81,7 +81,7 @@ def test_run_configs_differ_only_where_the_sweep_says(isoflop_runs):
 
 
 def test_isoflop_with_a_family_table():
-  runs = sweeps.isoflop_sweep(small_base(), [1e12], num_sizes=5, span=8.0,
+  runs = generators.isoflop_sweep(small_base(), [1e12], num_sizes=5, span=8.0,
                               shapes=sizing.TINY_SHAPES)
   shapes = {(s.d_model, s.num_layers) for s in sizing.TINY_SHAPES}
   assert 3 <= len(runs) <= 5
@@ -92,12 +92,12 @@ def test_isoflop_with_a_family_table():
 
 def test_isoflop_rejects_too_few_steps():
   with pytest.raises(ValueError, match=r'budget C=1e\+10: .* trains only \d+ steps'):
-    sweeps.isoflop_sweep(small_base(), [1e10], head_dim=16, guess=lambda c: 1e6)
+    generators.isoflop_sweep(small_base(), [1e10], head_dim=16, guess=lambda c: 1e6)
 
 
 def test_kaplan_model_size_sweep_fixes_data():
   targets = (5e4, 2e5, 8e5)
-  runs = sweeps.kaplan_model_size_sweep(small_base(), targets, 1e6, head_dim=16, aspect_ratio=32)
+  runs = generators.kaplan_model_size_sweep(small_base(), targets, 1e6, head_dim=16, aspect_ratio=32)
   assert len(runs) == 3
   for (name, c), target in zip(runs, targets):
     n = counting.predict_param_counts(c.model).non_embedding
@@ -110,44 +110,44 @@ def test_kaplan_model_size_sweep_fixes_data():
 def test_kaplan_data_size_sweep_fixes_the_model():
   base = small_base()
   tokens = (2e5, 8e5, 3.2e6)
-  runs = sweeps.kaplan_data_size_sweep(base, tokens)
+  runs = generators.kaplan_data_size_sweep(base, tokens)
   assert [c.train.num_steps for _, c in runs] == [round(d / tokens_per_step(base)) for d in tokens]
   assert all(c.model.to_dict() == base.model.to_dict() for _, c in runs)
-  sized = sweeps.kaplan_data_size_sweep(base, tokens, params=1e5, head_dim=16)
+  sized = generators.kaplan_data_size_sweep(base, tokens, params=1e5, head_dim=16)
   assert len({config_hash(c.model) for _, c in sized}) == 1
   for _, c in runs + sized:
     check_schedule(c)
 
 
 def test_compute_optimal_ladder_follows_the_law():
-  law = sweeps.power_law_allocation(a=0.5, n_coefficient=1 / math.sqrt(6 * 20))  # D = 20 N
+  law = generators.power_law_allocation(a=0.5, n_coefficient=1 / math.sqrt(6 * 20))  # D = 20 N
   budgets = (1e12, 1e13, 1e14)
-  runs = sweeps.compute_optimal_ladder(small_base(), budgets, law, head_dim=16)
+  runs = generators.compute_optimal_ladder(small_base(), budgets, law, head_dim=16)
   assert len(runs) == 3
   for (_, c), budget in zip(runs, budgets):
     n_opt, d_opt = law(budget)
     assert abs(total(c) / n_opt - 1) <= 0.05
     assert abs(6 * total(c) * c.sweep.tokens / budget - 1) <= 0.5 / c.train.num_steps + 1e-9
     check_schedule(c)
-  both = sweeps.power_law_allocation(0.5, 0.1, b=0.5, d_coefficient=1.0)
+  both = generators.power_law_allocation(0.5, 0.1, b=0.5, d_coefficient=1.0)
   assert both(1e12) == pytest.approx((1e5, 1e6))
-  custom = sweeps.compute_optimal_ladder(small_base(), [1e12], lambda c: (2e5, c / 1.2e6),
+  custom = generators.compute_optimal_ladder(small_base(), [1e12], lambda c: (2e5, c / 1.2e6),
                                          shapes=sizing.TINY_SHAPES)
   assert len(custom) == 1 and custom[0][1].sweep.kind == 'compute_optimal'
 
 
 def test_law_arguments_are_checked():
   with pytest.raises(ValueError, match='d_coefficient'):
-    sweeps.power_law_allocation(0.5, 1.0, b=0.5)
+    generators.power_law_allocation(0.5, 1.0, b=0.5)
   with pytest.raises(ValueError, match='budgets'):
-    sweeps.isoflop_sweep(small_base(), [])
+    generators.isoflop_sweep(small_base(), [])
   with pytest.raises(ValueError, match='num_sizes'):
-    sweeps.isoflop_sweep(small_base(), [1e12], num_sizes=0)
+    generators.isoflop_sweep(small_base(), [1e12], num_sizes=0)
 
 
 @pytest.mark.parametrize('path', SWEEP_FILES, ids=lambda p: p.stem)
 def test_sweep_files_give_valid_runs(path):
-  runs = runner.load_sweep(path)
+  runs = plan.load_sweep(path)
   assert runs and len({name for name, _ in runs}) == len(runs)
   assert len({config_hash(c) for _, c in runs}) == len(runs)
   for _, c in runs:
@@ -158,7 +158,7 @@ def test_sweep_files_give_valid_runs(path):
 
 def test_quickstart_is_a_small_isoflop_grid():
   path = next(p for p in SWEEP_FILES if p.stem == 'quickstart')
-  runs = runner.load_sweep(path)
+  runs = plan.load_sweep(path)
   budgets = sorted({c.sweep.budget for _, c in runs})
   assert len(budgets) == 3 and len(runs) == 15
   assert all(c.data.corpus == 'default' for _, c in runs)

@@ -6,7 +6,7 @@ import math
 import numpy as np
 import pytest
 
-from research.train import run_dir
+from research import run_dir
 from research.train.loop import train
 from tests.train_helpers import tiny_config, write_corpus
 

@@ -6,7 +6,7 @@ Each run has its own cosine schedule over its own steps. Fit L(D) with experimen
 """
 
 from research.config import base_config
-from research.scaling import sweeps
+from research.sweeps import generators
 
 TOKENS = (3e5, 6e5, 1.25e6, 2.5e6, 5e6)
 
@@ -23,4 +23,4 @@ def base():
 
 
 def get_sweep():
-  return sweeps.kaplan_data_size_sweep(base(), TOKENS, name='kaplan_data_size')
+  return generators.kaplan_data_size_sweep(base(), TOKENS, name='kaplan_data_size')

@@ -7,7 +7,7 @@ default corpus); a few hours on 2 CPU cores. Fit L(N) with experiments.fit.
 """
 
 from research.config import base_config
-from research.scaling import sweeps
+from research.sweeps import generators
 
 PARAMS = (5e4, 1.5e5, 5e5, 1.5e6, 3e6)  # non-embedding
 TOKENS = 5e6
@@ -24,5 +24,5 @@ def base():
 
 
 def get_sweep():
-  return sweeps.kaplan_model_size_sweep(base(), PARAMS, TOKENS, aspect_ratio=32.0, head_dim=16,
+  return generators.kaplan_model_size_sweep(base(), PARAMS, TOKENS, aspect_ratio=32.0, head_dim=16,
                                         name='kaplan_model_size')

@@ -18,6 +18,8 @@ from tokenizers import models
 from tokenizers import pre_tokenizers
 from tokenizers import trainers
 
+from research.run_dir import write_atomically
+
 PAD, BOS, EOS = '<|pad|>', '<|bos|>', '<|eos|>'
 SPECIAL_TOKENS = (PAD, BOS, EOS)  # ids 0, 1, 2 in a tokenizer trained here
 # End-of-document tokens of common tokenizers, tried in order when loading one made elsewhere.
@@ -67,11 +69,9 @@ def train_tokenizer(texts: Iterable[str], vocab_size: int, max_chars: int) -> To
 
 
 def save_tokenizer(tokenizer: Tokenizer, path: str) -> None:
-  """Writes `tokenizer.json` atomically (a reader never sees a partial file)."""
+  """Writes a `tokenizer.json` atomically (a reader never sees a partial file)."""
   os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-  tmp = f'{path}.tmp.{os.getpid()}'
-  tokenizer.save(tmp)
-  os.replace(tmp, path)
+  write_atomically(path, tokenizer.save)
 
 
 def load_tokenizer(path: str) -> Tokenizer:

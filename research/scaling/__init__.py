@@ -1,4 +1,8 @@
-"""Scaling-law fits (Kaplan et al. 2020; Hoffmann et al. 2022), their data loaders and figures."""
+"""Scaling-law fits (Kaplan et al. 2020; Hoffmann et al. 2022), their report and figures.
+
+The fits take arrays (N, D, C, losses, training curves); `research.sweeps.table` reads them from a
+sweep's results table. Nothing here imports the training or sweep packages.
+"""
 
 from research.scaling.chinchilla import fit_envelope
 from research.scaling.chinchilla import fit_isoflop
@@ -8,5 +12,3 @@ from research.scaling.kaplan import fit_kaplan_c
 from research.scaling.kaplan import fit_kaplan_d
 from research.scaling.kaplan import fit_kaplan_n
 from research.scaling.kaplan import fit_kaplan_nd
-from research.scaling.table import load_curves
-from research.scaling.table import load_results

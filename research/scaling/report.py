@@ -61,9 +61,9 @@ def fit_all(results: dict, curves=None, *, loss_column: str = 'final_eval_loss',
             kaplan_params: str = 'N_non_embedding', accuracy_column: str | None = None,
             n_bootstrap: int = 200, seed: int = 0, confidence: float = 0.95,
             parametric_grid: dict | None = None) -> Report:
-  """Runs every fit `results` (from `table.load_results`) and `curves` (from
-  `table.load_curves`, N = all parameters) support; Approach 3 starts from the paper's grid
-  unless `parametric_grid` is given, and uses at most 100 bootstrap replicates."""
+  """Runs every fit `results` (from `research.sweeps.table.load_results`) and `curves` (from
+  `research.sweeps.table.load_curves`, N = all parameters) support; Approach 3 starts from the
+  paper's grid unless `parametric_grid` is given, and uses at most 100 bootstrap replicates."""
   for column in ('N', 'D', loss_column, kaplan_params):
     if column not in results:
       raise ValueError(f'results: no column {column!r} (columns: {sorted(results)})')
@@ -94,7 +94,7 @@ def fit_all(results: dict, curves=None, *, loss_column: str = 'final_eval_loss',
   if curves:
     _run(report, 'approach1', lambda: chinchilla.fit_envelope(curves, **boot))
   else:
-    report.skipped['approach1'] = 'no training curves (metrics.jsonl) were found'
+    report.skipped['approach1'] = 'no training curves were found'
 
   kaplan_ok = np.isfinite(n_kaplan) & (n_kaplan > 0)
   nk, dk, lk = n_kaplan[kaplan_ok], D[kaplan_ok], loss[kaplan_ok]

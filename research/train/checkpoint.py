@@ -12,6 +12,8 @@ import grain
 import jax
 import orbax.checkpoint as ocp
 
+from research import run_dir
+
 
 def make_manager(workdir, keep: int) -> ocp.CheckpointManager:
   """A manager over `workdir/checkpoints` keeping the newest `keep` steps."""
@@ -20,7 +22,7 @@ def make_manager(workdir, keep: int) -> ocp.CheckpointManager:
                                          enable_async_checkpointing=True)
   handlers = {'state': ocp.StandardCheckpointHandler(), 'data': grain.checkpoint.CheckpointHandler(),
               'meta': ocp.JsonCheckpointHandler()}
-  return ocp.CheckpointManager(pathlib.Path(workdir).absolute() / 'checkpoints', options=options,
+  return ocp.CheckpointManager(pathlib.Path(workdir).absolute() / run_dir.CHECKPOINT_DIR, options=options,
                                item_handlers=handlers)
 
 

@@ -18,6 +18,7 @@ import jax
 import ml_collections
 from jax.experimental import multihost_utils
 
+from research import run_dir
 from research.data import build_data
 from research.model import counting
 from research.parallel import sharding as sharding_lib
@@ -25,7 +26,6 @@ from research.parallel.mesh import make_mesh
 from research.parallel.rules import as_rules
 from research.train import checkpoint as ckpt
 from research.train import metrics as metrics_lib
-from research.train import run_dir
 from research.train.guards import SpikeDetector
 from research.train.mfu import measure_peak_flops
 from research.train.program import build_program
@@ -120,7 +120,7 @@ def _train(config, workdir, mesh, rules, batch_hook, log, profile) -> dict:
     run_dir.claim(workdir, config)
   m, t = config.model, config.train
 
-  data = _build_data_in_turn(config, str(workdir / 'tokenizer.json'))
+  data = _build_data_in_turn(config, str(workdir / run_dir.TOKENIZER_FILE))
   initial_iterator_state = data.train_iter.get_state()
   schedule = make_schedule(t)
   program = build_program(config, mesh, rules)
@@ -221,11 +221,12 @@ def _train(config, workdir, mesh, rules, batch_hook, log, profile) -> dict:
     try:
       while step < t.num_steps:
         if profile and step == profile_window[0]:
-          jax.profiler.start_trace(str(workdir / 'profile'))
+          jax.profiler.start_trace(str(workdir / run_dir.PROFILE_DIR))
         elif profile and step == profile_window[1]:
           jax.block_until_ready(state)
           jax.profiler.stop_trace()
-          log(f'profile of steps {profile_window[0] + 1}..{step} written to {workdir / "profile"}')
+          log(f'profile of steps {profile_window[0] + 1}..{step} written to '
+              f'{workdir / run_dir.PROFILE_DIR}')
         batch = next(data.train_iter)
         if batch_hook is not None:
           batch = batch_hook(step, batch)

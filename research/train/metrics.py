@@ -7,25 +7,14 @@ import pathlib
 
 import jax
 
-METRICS_FILE = 'metrics.jsonl'
+from research import run_dir
 
 
 def truncate_after(workdir, step: int) -> None:
-  """Drop logged lines past `step`: after a resume or rollback they describe discarded work."""
-  path = pathlib.Path(workdir) / METRICS_FILE
-  if jax.process_index() != 0 or not path.exists():
-    return
-  kept = []
-  for line in path.read_text().splitlines():
-    try:
-      record = json.loads(line)
-    except json.JSONDecodeError:
-      continue  # a line cut short by a kill
-    if record.get('step', 0) <= step:
-      kept.append(line)
-  tmp = path.with_suffix('.tmp')
-  tmp.write_text(''.join(line + '\n' for line in kept))
-  tmp.replace(path)
+  """Process 0 drops logged lines past `step`: after a resume or rollback they describe
+  discarded work."""
+  if jax.process_index() == 0:
+    run_dir.truncate_metrics_after(workdir, step)
 
 
 class MetricsWriter:
@@ -33,11 +22,11 @@ class MetricsWriter:
 
   def __init__(self, workdir, tensorboard: bool = True):
     self.enabled = jax.process_index() == 0
-    self.path = pathlib.Path(workdir) / METRICS_FILE
+    self.path = pathlib.Path(workdir) / run_dir.METRICS_FILE
     self.tb = None
     if self.enabled and tensorboard:
       from tensorboardX import SummaryWriter  # imported lazily: only process 0 writes
-      self.tb = SummaryWriter(str(pathlib.Path(workdir) / 'tensorboard'))
+      self.tb = SummaryWriter(str(pathlib.Path(workdir) / run_dir.TENSORBOARD_DIR))
 
   def write(self, record: dict) -> None:
     if not self.enabled:

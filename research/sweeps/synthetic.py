@@ -1,4 +1,4 @@
-"""Synthetic sweeps drawn from known scaling laws, written in the sweep runner's results format.
+"""Synthetic sweeps drawn from known scaling laws, written as the sweep runner writes its table.
 
 They exercise the fits end to end without training anything: tests, the notebook's default data
 and a dry run of `experiments.fit`. Final losses follow L(N, D) = E + A/N^alpha + B/D^beta
@@ -8,18 +8,16 @@ is the same law at the tokens seen so far, and an accuracy column follows a logi
 
 from __future__ import annotations
 
-import csv
 import hashlib
 import json
 import pathlib
 
 import numpy as np
 
+from research import run_dir as run_dir_lib
 from research.scaling.chinchilla import PUBLISHED
+from research.sweeps import table
 
-COLUMNS = ('run_id', 'status', 'sweep', 'budget', 'N', 'N_non_embedding', 'D', 'C',
-           'final_train_loss', 'final_eval_loss', 'wall_time_s', 'git_commit', 'run_dir',
-           'eval_accuracy', 'model.d_model')
 EMBEDDING_FRACTION = 0.1  # N_non_embedding = 0.9 N in these fixtures
 ACCURACY = {'floor': 0.25, 'ceiling': 0.85, 'threshold_N': 3e7, 'k': 2.0}
 
@@ -87,11 +85,11 @@ def write_sweep(workdir, *, budgets=(1e16, 3e16, 1e17, 3e17, 1e18), sizes_per_bu
     lines = [{'step': int(s), 'tokens': float(t), 'loss': float(l)}
              for s, t, l in zip(steps, tokens, train)]
     lines.append({'step': int(steps[-1]), 'eval_loss': eval_loss})
-    (run_dir / 'metrics.jsonl').write_text(''.join(json.dumps(r) + '\n' for r in lines))
+    (run_dir / run_dir_lib.METRICS_FILE).write_text(''.join(json.dumps(r) + '\n' for r in lines))
     summary = {'status': 'completed', 'params_total': int(n),
                'params_non_embedding': int(n * (1 - EMBEDDING_FRACTION)), 'tokens': float(d),
                'final_train_loss': float(train[-1]), 'final_eval_loss': eval_loss}
-    (run_dir / 'summary.json').write_text(json.dumps(summary, indent=2))
+    run_dir_lib.write_json_atomically(run_dir / run_dir_lib.SUMMARY_FILE, summary)
     rows.append({'run_id': run_id, 'status': 'completed', 'sweep': 'synthetic',
                  'budget': budget, 'N': n, 'N_non_embedding': n * (1 - EMBEDDING_FRACTION),
                  'D': d, 'C': 6 * n * d, 'final_train_loss': float(train[-1]),
@@ -101,10 +99,6 @@ def write_sweep(workdir, *, budgets=(1e16, 3e16, 1e17, 3e17, 1e18), sizes_per_bu
   for status in ('failed', 'pending'):
     rows.append({'run_id': _run_id(seed, status), 'status': status, 'sweep': 'synthetic',
                  'budget': budgets[0], 'N': N[0], 'D': D[0], 'run_dir': str(workdir / status)})
-  path = workdir / 'results.csv'
-  with open(path, 'w', newline='') as f:
-    writer = csv.DictWriter(f, fieldnames=COLUMNS)
-    writer.writeheader()
-    for row in rows:
-      writer.writerow({k: row.get(k, '') for k in COLUMNS})
+  path = workdir / run_dir_lib.RESULTS_FILE
+  table.write_csv(rows, path)
   return path

@@ -1,4 +1,4 @@
-"""Sweep generators: plain functions from a base config to a list of (name, run config).
+"""Sweep generators: plain functions from a base config to a list of (label, run config).
 
 Every run config is a full copy of the base with its model shape and `train.num_steps` set, plus a
 `sweep` section: name, kind, label (the run's name), budget (C, or None outside IsoFLOP sweeps),
@@ -20,9 +20,9 @@ from typing import Callable, Sequence
 import ml_collections
 
 from research.model import counting
-from research.scaling import sizing
+from research.sweeps import sizing
 
-Run = tuple[str, ml_collections.ConfigDict]
+Entry = tuple[str, ml_collections.ConfigDict]  # (label, run config): what get_sweep() returns
 Allocation = Callable[[float], tuple[float, float]]  # C -> (N, D)
 
 
@@ -66,7 +66,7 @@ def _tokens_per_step(config) -> int:
   return config.train.batch_size * config.data.seq_len
 
 
-def _run(base, model, tokens, max_warmup_fraction, **meta) -> Run:
+def _run(base, model, tokens, max_warmup_fraction, **meta) -> Entry:
   """One run of `model` on about `tokens` tokens (rounded to whole steps)."""
   steps = sizing.steps_for_tokens(tokens, base.train.batch_size, base.data.seq_len)
   config = with_steps(base, steps, max_warmup_fraction)
@@ -86,7 +86,7 @@ def _check_sizes(name: str, values: Sequence[float]) -> None:
 def kaplan_model_size_sweep(base: ml_collections.ConfigDict, params: Sequence[float],
                             tokens: float, *, name: str = 'kaplan_model_size',
                             aspect_ratio: float = 64.0, head_dim: int = 64,
-                            max_warmup_fraction: float = 0.1) -> list[Run]:
+                            max_warmup_fraction: float = 0.1) -> list[Entry]:
   """Kaplan's L(N): models of `params` non-embedding parameters, each trained on `tokens`."""
   _check_sizes('params', params)
   _check_sizes('tokens', [tokens])
@@ -104,7 +104,7 @@ def kaplan_model_size_sweep(base: ml_collections.ConfigDict, params: Sequence[fl
 def kaplan_data_size_sweep(base: ml_collections.ConfigDict, tokens: Sequence[float], *,
                            params: float | None = None, name: str = 'kaplan_data_size',
                            aspect_ratio: float = 64.0, head_dim: int = 64,
-                           max_warmup_fraction: float = 0.1) -> list[Run]:
+                           max_warmup_fraction: float = 0.1) -> list[Entry]:
   """Kaplan's L(D): one model (the base's, or sized to `params` non-embedding) on each `tokens`."""
   _check_sizes('tokens', tokens)
   model = base.model
@@ -131,7 +131,7 @@ def isoflop_sweep(base: ml_collections.ConfigDict, budgets: Sequence[float], *,
                   guess: Callable[[float], float] | None = None,
                   shapes: Sequence[sizing.Shape] | None = None, aspect_ratio: float = 64.0,
                   head_dim: int = 64, min_steps: int = 10, name: str = 'isoflop',
-                  max_warmup_fraction: float = 0.1) -> list[Run]:
+                  max_warmup_fraction: float = 0.1) -> list[Entry]:
   """Chinchilla's approach 2: for each budget C, `num_sizes` models log-spaced around `guess(C)`.
 
   Sizes run from guess/sqrt(span) to guess*sqrt(span) (total parameters); each model is shaped by
@@ -192,7 +192,7 @@ def compute_optimal_ladder(base: ml_collections.ConfigDict, budgets: Sequence[fl
                            allocation: Allocation, *, shapes: Sequence[sizing.Shape] | None = None,
                            aspect_ratio: float = 64.0, head_dim: int = 64,
                            name: str = 'compute_optimal',
-                           max_warmup_fraction: float = 0.1) -> list[Run]:
+                           max_warmup_fraction: float = 0.1) -> list[Entry]:
   """One run per budget at the allocation's (N, D), N total parameters.
 
   The model is the nearest shape to N; D is then rescaled to keep the allocation's 6 N D, so each
@@ -217,7 +217,7 @@ def compute_optimal_ladder(base: ml_collections.ConfigDict, budgets: Sequence[fl
   return _unique(runs)
 
 
-def _unique(runs: list[Run]) -> list[Run]:
+def _unique(runs: list[Entry]) -> list[Entry]:
   names = [n for n, _ in runs]
   duplicates = sorted({n for n in names if names.count(n) > 1})
   if duplicates:

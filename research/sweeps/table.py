@@ -1,10 +1,12 @@
-"""The results table of a sweep, rebuilt from its run directories alone.
+"""A sweep's results table: rebuilt from its run directories alone, and read back for the fits.
 
 Each run directory `DIR/<run_id>` holds `config.json`, and once finished `summary.json` (the train
 loop's success marker); the runner adds `runner.json` (attempts, exit code, git commit). A row's
 status is the summary's ('completed' or 'diverged'), else 'failed' if the last attempt exited
 non-zero, else 'pending'. N, D and C follow the fits' convention: N = params_total,
-D = tokens trained, C = 6 N D.
+D = tokens trained, C = 6 N D. Columns: `COLUMNS`, then `EXTRA_COLUMNS`, then every config field
+flattened ('model.d_model'). `read_rows` is the one parser of `results.csv`; `load_results` gives
+the same rows as numpy columns for the fits, and `load_curves` each run's training curve.
 """
 
 from __future__ import annotations
@@ -12,50 +14,44 @@ from __future__ import annotations
 import csv
 import json
 import math
-import os
 import pathlib
 import re
-import tempfile
 import types
+import warnings
 
+import numpy as np
+
+from research import run_dir as run_dir_lib
 from research.model import counting
 
 COLUMNS = ('run_id', 'status', 'sweep', 'budget', 'N', 'N_non_embedding', 'D', 'C',
            'final_train_loss', 'final_eval_loss', 'wall_time_s', 'git_commit', 'run_dir')
 EXTRA_COLUMNS = ('label', 'kind', 'attempts', 'returncode', 'step', 'C_chinchilla',
                  'final_eval_bits_per_byte', 'tokens_per_sec', 'mfu')
+TEXT_COLUMNS = ('run_id', 'status', 'sweep', 'git_commit', 'run_dir', 'label', 'kind')
+REQUIRED = ('run_id', 'status', 'N', 'D')  # what the fits cannot do without
 STATUSES = ('completed', 'failed', 'diverged', 'pending')
-RUNNER_FILE = 'runner.json'
-CSV_FILE = 'results.csv'
-PARQUET_FILE = 'results.parquet'
 _RUN_ID = re.compile(r'^[0-9a-f]{12}$')
 
 
-def read_json(path) -> dict | None:
-  """A JSON file's contents, or None if it is missing or half-written."""
-  try:
-    return json.loads(pathlib.Path(path).read_text())
-  except (FileNotFoundError, json.JSONDecodeError):
-    return None
-
+# ---- the run directories -----------------------------------------------------------------------
 
 def run_dirs(workdir) -> list[pathlib.Path]:
   """The run directories in `workdir` (named by a config hash; moved-aside ones excluded)."""
   workdir = pathlib.Path(workdir)
   if not workdir.is_dir():
     return []
-  return sorted(p for p in workdir.iterdir()
-                if p.is_dir() and _RUN_ID.match(p.name) and (p / 'config.json').exists())
+  return sorted(p for p in workdir.iterdir() if p.is_dir() and _RUN_ID.match(p.name)
+                and (p / run_dir_lib.CONFIG_FILE).exists())
 
 
 def run_status(run_dir) -> str:
   """'completed' | 'diverged' (from summary.json) | 'failed' (last attempt exited non-zero) |
   'pending' (not started, running, or interrupted)."""
-  run_dir = pathlib.Path(run_dir)
-  summary = read_json(run_dir / 'summary.json')
+  summary = run_dir_lib.read_summary(run_dir)
   if summary is not None:
     return summary.get('status', 'failed')
-  runner = read_json(run_dir / RUNNER_FILE) or {}
+  runner = run_dir_lib.read_json(pathlib.Path(run_dir) / run_dir_lib.RUNNER_FILE) or {}
   return 'failed' if runner.get('status') == 'failed' else 'pending'
 
 
@@ -83,9 +79,9 @@ def _counts(model: dict) -> counting.ParamCounts | None:
 def run_row(run_dir) -> dict:
   """One row: the required columns, extras, and every config field flattened ('model.d_model')."""
   run_dir = pathlib.Path(run_dir)
-  config = read_json(run_dir / 'config.json') or {}
-  summary = read_json(run_dir / 'summary.json') or {}
-  runner = read_json(run_dir / RUNNER_FILE) or {}
+  config = run_dir_lib.read_config(run_dir) or {}
+  summary = run_dir_lib.read_summary(run_dir) or {}
+  runner = run_dir_lib.read_json(run_dir / run_dir_lib.RUNNER_FILE) or {}
   sweep = config.get('sweep') or {}
   counts = _counts(config.get('model', {}))
   n = summary.get('params_total', counts.total if counts else None)
@@ -132,6 +128,8 @@ def collect(workdir) -> list[dict]:
   return sorted(rows, key=key)
 
 
+# ---- writing ------------------------------------------------------------------------------------
+
 def columns(rows: list[dict]) -> list[str]:
   """Required columns, then extras, then config fields in sorted order."""
   fixed = list(COLUMNS) + list(EXTRA_COLUMNS)
@@ -146,20 +144,8 @@ def _csv_value(value):
   return value
 
 
-def _write_atomically(path: pathlib.Path, write) -> None:
-  fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix='.tmp')
-  os.close(fd)
-  os.chmod(tmp, 0o644)  # mkstemp makes it private; the table is for everyone who reads the sweep
-  try:
-    write(tmp)
-    os.replace(tmp, path)
-  finally:
-    if os.path.exists(tmp):
-      os.remove(tmp)
-
-
 def write_csv(rows: list[dict], path) -> None:
-  path = pathlib.Path(path)
+  """The rows as CSV at `path`, atomically; missing cells are empty."""
   names = columns(rows)
 
   def write(tmp):
@@ -168,7 +154,7 @@ def write_csv(rows: list[dict], path) -> None:
       writer.writeheader()
       for row in rows:
         writer.writerow({k: _csv_value(row.get(k)) for k in names})
-  _write_atomically(path, write)
+  run_dir_lib.write_atomically(path, write)
 
 
 def _arrow_type(pa, values):
@@ -195,7 +181,7 @@ def write_parquet(rows: list[dict], path) -> bool:
     kind, values = _arrow_type(pa, [r.get(name) for r in rows])
     arrays.append(pa.array(values, type=kind))
   table = pa.Table.from_arrays(arrays, names=names)
-  _write_atomically(pathlib.Path(path), lambda tmp: pq.write_table(table, tmp))
+  run_dir_lib.write_atomically(path, lambda tmp: pq.write_table(table, tmp))
   return True
 
 
@@ -203,17 +189,27 @@ def write_table(workdir) -> list[dict]:
   """Rebuilds `DIR/results.csv` (and `results.parquet` with pyarrow) from the run directories."""
   workdir = pathlib.Path(workdir)
   rows = collect(workdir)
-  write_csv(rows, workdir / CSV_FILE)
-  write_parquet(rows, workdir / PARQUET_FILE)
+  write_csv(rows, workdir / run_dir_lib.RESULTS_FILE)
+  write_parquet(rows, workdir / run_dir_lib.RESULTS_PARQUET_FILE)
   return rows
 
 
-_TEXT_COLUMNS = ('run_id', 'status', 'sweep', 'git_commit', 'run_dir', 'label', 'kind')
+# ---- reading ------------------------------------------------------------------------------------
+
+def results_path(path_or_workdir) -> pathlib.Path:
+  """`path` itself if it is a file, else `path/results.csv`; a ValueError if it is missing."""
+  path = pathlib.Path(path_or_workdir)
+  if path.is_dir():
+    path = path / run_dir_lib.RESULTS_FILE
+  if not path.is_file():
+    raise ValueError(f'{path}: no results table (expected a {run_dir_lib.RESULTS_FILE} or a sweep '
+                     'workdir holding one; run experiments.sweep first)')
+  return path
 
 
 def _parse(name: str, value: str):
-  """Numbers as numbers, except in text columns (a hex run id can look like 1e5)."""
-  if name in _TEXT_COLUMNS:
+  """Numbers as numbers, except in text columns (a hex run id can look like 1e5); '' is None."""
+  if name in TEXT_COLUMNS:
     return value
   if value == '':
     return None
@@ -225,12 +221,81 @@ def _parse(name: str, value: str):
   return value
 
 
-def read_csv(path) -> list[dict]:
-  """The rows of a results.csv, numbers parsed and empty cells as None."""
-  path = pathlib.Path(path)
-  if path.is_dir():
-    path = path / CSV_FILE
-  if not path.exists():
-    raise FileNotFoundError(f'{path}: no results table; run experiments.sweep first')
+def _read(path: pathlib.Path) -> tuple[list[str], list[dict]]:
+  """(column names, parsed rows) of the table at `path`."""
   with open(path, newline='') as f:
-    return [{k: _parse(k, v) for k, v in row.items()} for row in csv.DictReader(f)]
+    reader = csv.DictReader(f)
+    names = list(reader.fieldnames or [])
+    missing = [c for c in REQUIRED if c not in names]
+    if missing:
+      raise ValueError(f'{path}: missing columns {missing}; is this a sweep results table?')
+    return names, [{k: _parse(k, v or '') for k, v in row.items()} for row in reader]
+
+
+def read_rows(path_or_workdir) -> list[dict]:
+  """The rows of a results table, numbers parsed and empty cells None (text columns: '')."""
+  return _read(results_path(path_or_workdir))[1]
+
+
+def _column(name: str, values: list) -> np.ndarray:
+  """float64 if every non-empty cell is a number (empty cells NaN), else strings."""
+  if name not in TEXT_COLUMNS and values and all(
+      v is None or (isinstance(v, (int, float)) and not isinstance(v, bool)) for v in values):
+    return np.array([math.nan if v is None else float(v) for v in values], dtype=np.float64)
+  return np.array(['' if v is None else str(v) for v in values], dtype=object)
+
+
+def _resolve_run_dir(value: str, base: pathlib.Path, run_id: str) -> str:
+  """The run directory as written, else relative to the table, else `<table dir>/<run_id>`."""
+  candidates = ([pathlib.Path(value), base / value] if value else []) + [base / run_id]
+  for candidate in candidates:
+    if candidate.is_dir():
+      return str(candidate)
+  return value
+
+
+def load_results(path_or_workdir, statuses=('completed',)) -> dict[str, np.ndarray]:
+  """The table's rows with a status in `statuses`, as {column: numpy array}.
+
+  Numeric columns are float64 (empty cells NaN, e.g. `budget` of a run outside any IsoFLOP
+  profile); the others are object arrays of strings. `run_dir` is resolved against the
+  table's directory when the path written there does not exist (a moved sweep).
+  """
+  path = results_path(path_or_workdir)
+  if isinstance(statuses, str):
+    statuses = (statuses,)
+  names, rows = _read(path)
+  rows = [r for r in rows if r['status'] in statuses]
+  result = {name: _column(name, [r.get(name) for r in rows]) for name in names}
+  if 'run_dir' in result:
+    result['run_dir'] = np.array([_resolve_run_dir(d, path.parent, i) for d, i in
+                                  zip(result['run_dir'], result['run_id'])], dtype=object)
+  return result
+
+
+def load_curves(results: dict, key: str = 'loss',
+                n_column: str = 'N') -> list[tuple[float, np.ndarray, np.ndarray]]:
+  """(N, tokens, loss) per run of `results` whose metrics.jsonl has at least 2 finite points.
+
+  `key` picks the logged metric ('loss' for training loss, as Approach 1 uses); runs without
+  a readable curve are skipped with a warning.
+  """
+  if 'run_dir' not in results or n_column not in results:
+    raise ValueError(f'results: need the columns run_dir and {n_column} to load curves')
+  curves, skipped = [], []
+  for n, run_dir in zip(results[n_column], results['run_dir']):
+    try:
+      tokens, values = run_dir_lib.read_metrics(run_dir, key)
+    except OSError:
+      skipped.append(str(run_dir))
+      continue
+    ok = np.isfinite(tokens) & np.isfinite(values) & (tokens > 0) & (values > 0)
+    if ok.sum() < 2 or not np.isfinite(n):
+      skipped.append(str(run_dir))
+      continue
+    curves.append((float(n), tokens[ok], values[ok]))
+  if skipped:
+    warnings.warn(f'{len(skipped)} runs have no usable {key!r} curve in '
+                  f'{run_dir_lib.METRICS_FILE}: {", ".join(skipped[:3])}'
+                  f'{" ..." if len(skipped) > 3 else ""}', stacklevel=2)
+  return curves

@@ -1,0 +1,68 @@
+"""Data for many runs at once (a sweep): each corpus built once, each distinct BPE fitted once.
+
+Runs started in parallel would race to build the same corpus, and each would fit the same BPE
+again. BPE fitting is deterministic, so the shared copy placed in a run directory is the tokenizer
+the run would have fitted itself; only the time is saved.
+"""
+
+from __future__ import annotations
+
+import collections
+import hashlib
+import json
+import pathlib
+import shutil
+from typing import Sequence
+
+import ml_collections
+
+from research import run_dir as run_dir_lib
+from research.data import corpus
+from research.data import tokenizer as tokenizer_lib
+
+# Data fields a fitted BPE does not depend on.
+_NOT_TOKENIZER_FIELDS = ('seq_len', 'seed', 'eval_batches', 'tokenizer_path')
+
+
+def tokenizer_key(config: ml_collections.ConfigDict) -> str:
+  """What a run's BPE depends on: its corpus, split, character cap and vocabulary size."""
+  data = {k: v for k, v in config.data.to_dict().items() if k not in _NOT_TOKENIZER_FIELDS}
+  key = {'data': data, 'vocab_size': config.model.vocab_size}
+  return hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:12]
+
+
+def prepare_data(runs: Sequence[tuple[str, ml_collections.ConfigDict, pathlib.Path]],
+                 shared_dir: pathlib.Path, share_tokenizer: bool = True, log=print) -> None:
+  """Builds each corpus of `runs` ((label, config, run_dir) triples) before they start and, with
+  `share_tokenizer`, fits each distinct BPE once into `shared_dir` and copies it into the run
+  directories.
+
+  A run without `data.tokenizer_path` fits its own BPE on first start unless `tokenizer.json` is
+  already in its directory. A failure here only skips the preparation: the run then meets the same
+  error and records it in its own log.
+  """
+  groups = collections.defaultdict(list)
+  for label, config, run_dir in runs:
+    groups[tokenizer_key(config)].append((label, config, pathlib.Path(run_dir)))
+  for key, members in groups.items():
+    label, config, _ = members[0]
+    unfitted = [run_dir for _, c, run_dir in members if not c.data.tokenizer_path
+                and not (run_dir / run_dir_lib.TOKENIZER_FILE).exists()]
+    shared = pathlib.Path(shared_dir) / f'{key}.json'
+    try:
+      source = corpus.load_split(config.data, 'train')
+      corpus.load_split(config.data, 'validation')
+      if not share_tokenizer or not unfitted:
+        continue
+      if not shared.exists():
+        log(f'fitting the shared tokenizer {shared.name} (vocab {config.model.vocab_size}) for '
+            f'{len(unfitted)} run(s)')
+        fitted = tokenizer_lib.train_tokenizer(source, config.model.vocab_size,
+                                               config.data.tokenizer_train_chars)
+        tokenizer_lib.save_tokenizer(fitted, str(shared))
+    except Exception as e:  # the runs meet the same error, each in its own log
+      log(f'warning: could not prepare the data of {label!r} and its group: {e}')
+      continue
+    for run_dir in unfitted:
+      run_dir_lib.write_atomically(run_dir / run_dir_lib.TOKENIZER_FILE,
+                                   lambda tmp: shutil.copyfile(shared, tmp))

@@ -1,0 +1,10 @@
+"""Sweeps: many training runs planned from a base config, run, and collected into one table.
+
+  sizing      model shapes for a target parameter count; C = 6 N D arithmetic
+  generators  Kaplan N and D sweeps, IsoFLOP grids, compute-optimal ladders: (label, config) pairs
+  plan        a sweep file's get_sweep() -> runs, each in its run directory named by its hash
+  executors   where runs execute: local subprocesses or Ray tasks
+  runner      run_sweep: skip finished runs, resume interrupted ones, record failures
+  table       results.csv rebuilt from the run directories, and read back for the fits
+  synthetic   sweeps drawn from known laws, for tests and the notebooks
+"""

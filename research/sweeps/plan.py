@@ -1,0 +1,93 @@
+"""A sweep's plan: from a sweep file's `get_sweep()` to one run directory per run.
+
+`get_sweep()` returns (label, config) pairs (`generators.Entry`); each becomes a `Run` whose
+directory `DIR/<run_id>` is named by the hash of its resolved config and holds `config.json` and
+a `run_config.py` that the train CLI loads.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import pathlib
+
+import ml_collections
+
+from research import run_dir as run_dir_lib
+from research.config import load_python_file
+
+RUN_CONFIG_PY = f'''"""Written by experiments.sweep: this run's resolved config, from config.json."""
+
+import json
+import pathlib
+
+import ml_collections
+
+
+def get_config():
+  path = pathlib.Path(__file__).with_name({run_dir_lib.CONFIG_FILE!r})
+  return ml_collections.ConfigDict(json.loads(path.read_text()))
+'''
+
+
+@dataclasses.dataclass(frozen=True)
+class Run:
+  """One run of a sweep, resolved: its identity, label, full config and directory."""
+  run_id: str
+  label: str
+  config: ml_collections.ConfigDict
+  run_dir: pathlib.Path
+
+
+def load_sweep(path) -> list:
+  """`get_sweep()` of a sweep file (`configs/sweeps/*.py`)."""
+  file = pathlib.Path(path)
+  if not file.is_file():
+    raise ValueError(f'--sweep={path}: no such file')
+  module = load_python_file(file)
+  if not hasattr(module, 'get_sweep'):
+    raise ValueError(f'--sweep={path}: defines no get_sweep()')
+  return module.get_sweep()
+
+
+def resolve_runs(sweep, workdir, sweep_name: str = 'sweep') -> list[Run]:
+  """(label, config) pairs -> Runs, each config given a `sweep` section (label at least).
+
+  The run id hashes the whole config, sweep section included; two runs that differ only there
+  would train the same model twice and are refused.
+  """
+  if not isinstance(sweep, (list, tuple)) or not sweep:
+    raise ValueError('get_sweep() must return a non-empty list of (name, config) pairs')
+  runs, by_training = [], {}
+  for i, entry in enumerate(sweep):
+    if (not isinstance(entry, (list, tuple)) or len(entry) != 2 or not isinstance(entry[0], str)
+        or not isinstance(entry[1], ml_collections.ConfigDict)):
+      raise ValueError(f'get_sweep()[{i}]: expected a (name, ConfigDict) pair, got {entry!r:.200}')
+    label, config = entry
+    config = config.copy_and_resolve_references()
+    with config.unlocked():
+      if 'sweep' not in config:
+        config.sweep = ml_collections.ConfigDict({'name': sweep_name, 'kind': '', 'budget': None})
+      config.sweep.label = label
+    training = json.loads(run_dir_lib.config_json(config))
+    training.pop('sweep')
+    training = json.dumps(training, sort_keys=True)
+    if training in by_training:
+      raise ValueError(f'runs {by_training[training]!r} and {label!r} have the same config apart '
+                       'from their sweep labels; a sweep must not repeat a run')
+    by_training[training] = label
+    run_id = run_dir_lib.config_hash(config)
+    runs.append(Run(run_id, label, config, pathlib.Path(workdir) / run_id))
+  return runs
+
+
+def write_run_files(run: Run) -> None:
+  """config.json (what the train loop checks its directory against) and the run_config.py loader."""
+  run.run_dir.mkdir(parents=True, exist_ok=True)
+  config = json.loads(run_dir_lib.config_json(run.config))
+  path = run.run_dir / run_dir_lib.CONFIG_FILE
+  if run_dir_lib.read_json(path) != config:
+    run_dir_lib.write_json_atomically(path, config)
+  loader = run.run_dir / run_dir_lib.RUN_CONFIG_FILE
+  if not loader.exists() or loader.read_text() != RUN_CONFIG_PY:
+    run_dir_lib.write_text_atomically(loader, RUN_CONFIG_PY)
