@@ -23,7 +23,6 @@ import statistics
 import sys
 import time
 
-import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -41,7 +40,7 @@ from research.inference.recompute import step_program
 from research.inference.run import load_run, run_config
 from research.inference.sampling import SamplingParams
 from research.inference.speculative import speculative_generate
-from research.model import Transformer
+from research.model.init import abstract_params
 from research.train.step import make_eval_step
 
 _WORKDIR = flags.DEFINE_string('workdir', '', 'A trained run: perplexity, speculative target, '
@@ -71,11 +70,9 @@ def median_time(fn, repeats: int) -> float:
 
 
 def random_params(config, seed: int = 0):
-  shapes = jax.eval_shape(lambda: Transformer(config).init(jax.random.key(0),
-                                                           jnp.zeros((1, 4), jnp.int32)))
   rng = np.random.default_rng(seed)
   return jax.tree.map(lambda s: jnp.asarray(rng.normal(0, config.init_std, s.shape), s.dtype),
-                      nn.unbox(shapes['params']))
+                      abstract_params(config))
 
 
 def speed_model():

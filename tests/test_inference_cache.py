@@ -169,7 +169,8 @@ SHARDED_RUN = """
 import flax.linen as nn, jax, numpy as np
 from research.inference import cache as cache_lib, generate
 from research.parallel.rules import DEFAULT_RULES
-from research.parallel.sharding import param_shardings
+from research.model.init import abstract_params
+from research.parallel.sharding import logical_shardings
 from tests.test_inference_cache import ROPE_GQA, init_params, random_tokens, tiny_config
 c = tiny_config(vocab_size=64, **ROPE_GQA)  # vocab split over tensor=2
 params, tokens = init_params(c, 6), random_tokens(c, 6, batch=4, length=5)
@@ -181,7 +182,7 @@ with jax.set_mesh(mesh), nn.logical_axis_rules(DEFAULT_RULES):
   want_sharding = cache_lib.cache_shardings(c, mesh, DEFAULT_RULES)['layers_0']['attn']['key']
   assert key.sharding.is_equivalent_to(want_sharding, key.ndim)
   print(key.sharding.spec)
-  got = generate(c, jax.device_put(params, param_shardings(c, mesh, DEFAULT_RULES)), tokens, 8)
+  got = generate(c, jax.device_put(params, logical_shardings(abstract_params(c, boxed=True), mesh, DEFAULT_RULES)), tokens, 8)
 print((got == want).all())
 """
 

@@ -15,7 +15,7 @@ from jax.sharding import Mesh, NamedSharding
 
 from research.parallel import sharding as sharding_lib
 from research.train.optimizer import make_optimizer
-from research.train.state import TrainState, init_state
+from research.train.state import TrainState, init_state, state_shardings
 from research.train.step import make_eval_step, make_train_step
 
 
@@ -42,16 +42,16 @@ def build_program(config: ml_collections.ConfigDict, mesh: Mesh, rules) -> Progr
   """Jitted functions with in/out shardings from the logical rules; call them inside the mesh."""
   m, t = config.model, config.train
   optimizer = make_optimizer(t)
-  state_shardings = sharding_lib.state_shardings(m, optimizer, mesh, rules)
+  shardings = state_shardings(m, optimizer, mesh, rules)
   batch_sharding = sharding_lib.batch_sharding(mesh, rules)
   return Program(
       optimizer=optimizer,
-      state_shardings=state_shardings,
+      state_shardings=shardings,
       batch_sharding=batch_sharding,
-      init_state=jax.jit(lambda: init_state(m, optimizer, t.seed), out_shardings=state_shardings),
+      init_state=jax.jit(lambda: init_state(m, optimizer, t.seed), out_shardings=shardings),
       train_step=jax.jit(make_train_step(m, optimizer, t.z_loss, t.grad_accum_steps,
                                          t.loss_chunk_len),
-                         in_shardings=(state_shardings, batch_sharding),
-                         out_shardings=(state_shardings, None), donate_argnums=0),
-      eval_step=jax.jit(make_eval_step(m), in_shardings=(state_shardings.params, batch_sharding)),
+                         in_shardings=(shardings, batch_sharding),
+                         out_shardings=(shardings, None), donate_argnums=0),
+      eval_step=jax.jit(make_eval_step(m), in_shardings=(shardings.params, batch_sharding)),
   )
