@@ -1,4 +1,4 @@
-"""The full run configuration: `model`, `data` and `train` sections with their defaults.
+"""The full run configuration: `model`, `data`, `train`, `mesh` and `distributed` sections.
 
 Each file in `configs/` starts from `base_config()` and overrides fields; the command line overrides
 them again (`--config.train.num_steps=100`).

@@ -182,7 +182,6 @@ def test_build_data_end_to_end(tmp_path):
   assert data.bytes_per_token > 1.0
   assert data.train_tokens > data.validation_tokens > 0
   assert 0 < data.unigram_entropy_nats < math.log(320)
-  assert data.unigram_entropy_bits == pytest.approx(data.unigram_entropy_nats / math.log(2))
   # A second build (a resumed run, or another process) reuses the saved tokenizer and caches.
   again = build_data(config, tokenizer_path, process_index=1, process_count=2)
   assert tok.fingerprint(again.tokenizer) == tok.fingerprint(data.tokenizer)

@@ -182,7 +182,8 @@ with jax.set_mesh(mesh), nn.logical_axis_rules(DEFAULT_RULES):
   want_sharding = cache_lib.cache_shardings(c, mesh, DEFAULT_RULES)['layers_0']['attn']['key']
   assert key.sharding.is_equivalent_to(want_sharding, key.ndim)
   print(key.sharding.spec)
-  got = generate(c, jax.device_put(params, logical_shardings(abstract_params(c, boxed=True), mesh, DEFAULT_RULES)), tokens, 8)
+  shardings = logical_shardings(abstract_params(c, boxed=True), mesh, DEFAULT_RULES)
+  got = generate(c, jax.device_put(params, shardings), tokens, 8)
 print((got == want).all())
 """
 

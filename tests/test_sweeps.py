@@ -97,7 +97,8 @@ def test_isoflop_rejects_too_few_steps():
 
 def test_kaplan_model_size_sweep_fixes_data():
   targets = (5e4, 2e5, 8e5)
-  runs = generators.kaplan_model_size_sweep(small_base(), targets, 1e6, head_dim=16, aspect_ratio=32)
+  runs = generators.kaplan_model_size_sweep(small_base(), targets, 1e6, head_dim=16,
+                                            aspect_ratio=32)
   assert len(runs) == 3
   for (name, c), target in zip(runs, targets):
     n = counting.predict_param_counts(c.model).non_embedding

@@ -9,8 +9,8 @@ A and G with the exponent and coefficient that experiments.fit reports for your 
 import math
 
 from research.config import base_config
-from research.sweeps import sizing
 from research.sweeps import generators
+from research.sweeps import sizing
 
 A = 0.5
 G = 1 / math.sqrt(6 * 20)
@@ -29,4 +29,4 @@ def base():
 
 def get_sweep():
   return generators.compute_optimal_ladder(base(), BUDGETS, generators.power_law_allocation(A, G),
-                                       shapes=sizing.TINY_SHAPES, name='compute_optimal')
+                                           shapes=sizing.TINY_SHAPES, name='compute_optimal')

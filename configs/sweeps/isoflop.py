@@ -9,8 +9,8 @@ accelerator swap in `sizing.CHINCHILLA_SHAPES` and a larger vocabulary and batch
 """
 
 from research.config import base_config
-from research.sweeps import sizing
 from research.sweeps import generators
+from research.sweeps import sizing
 
 BUDGETS = (1e12, 3e12, 1e13, 3e13)
 
@@ -26,5 +26,7 @@ def base():
 
 
 def get_sweep():
-  return generators.isoflop_sweep(base(), BUDGETS, num_sizes=7, span=16.0, shapes=sizing.TINY_SHAPES,
-                              guess=generators.chinchilla_guess(tokens_per_param=5.0), name='isoflop')
+  return generators.isoflop_sweep(base(), BUDGETS, num_sizes=7, span=16.0,
+                                  shapes=sizing.TINY_SHAPES,
+                                  guess=generators.chinchilla_guess(tokens_per_param=5.0),
+                                  name='isoflop')

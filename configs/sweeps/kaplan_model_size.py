@@ -25,4 +25,4 @@ def base():
 
 def get_sweep():
   return generators.kaplan_model_size_sweep(base(), PARAMS, TOKENS, aspect_ratio=32.0, head_dim=16,
-                                        name='kaplan_model_size')
+                                            name='kaplan_model_size')

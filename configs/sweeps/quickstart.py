@@ -12,8 +12,8 @@ with its cosine schedule decaying over exactly its own steps.
 """
 
 from research.config import base_config
-from research.sweeps import sizing
 from research.sweeps import generators
+from research.sweeps import sizing
 
 BUDGETS = (4e11, 1.2e12, 3.6e12)  # training FLOPs, C = 6 N D
 
@@ -30,5 +30,5 @@ def base():
 
 def get_sweep():
   return generators.isoflop_sweep(base(), BUDGETS, num_sizes=5, span=8.0, shapes=sizing.TINY_SHAPES,
-                              guess=generators.chinchilla_guess(tokens_per_param=40.0),
-                              name='quickstart')
+                                  guess=generators.chinchilla_guess(tokens_per_param=40.0),
+                                  name='quickstart')

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import dataclasses
-import math
 import os
 
 import grain
@@ -21,22 +20,17 @@ class Data:
   """The tokenizer, this process's train iterator, the fixed eval set, and reference numbers."""
   tokenizer: Tokenizer
   special_ids: tokenizer_lib.SpecialIds
-  train_dataset: grain.MapDataset  # this process's batches; iterate or build more iterators
   train_iter: grain.DatasetIterator  # checkpoint with get_state/set_state or grain's handler
   eval_set: pipeline.EvalSet
   bytes_per_token: float  # UTF-8 bytes per token on the validation split
   unigram_entropy_nats: float  # entropy of train token frequencies: loss of a unigram model
-  train_tokens: int
+  train_tokens: int  # tokens in the train split (all processes)
   validation_tokens: int
 
-  @property
-  def unigram_entropy_bits(self) -> float:
-    return self.unigram_entropy_nats / math.log(2)
 
-
-def unigram_entropy(stream_N: np.ndarray, vocab_size: int) -> float:
+def unigram_entropy(stream_T: np.ndarray, vocab_size: int) -> float:
   """Entropy in nats of the token frequencies of a stream: the loss floor of a unigram model."""
-  counts_V = np.bincount(np.asarray(stream_N), minlength=vocab_size).astype(np.float64)
+  counts_V = np.bincount(np.asarray(stream_T), minlength=vocab_size).astype(np.float64)
   p_V = counts_V[counts_V > 0] / counts_V.sum()
   return float(-(p_V * np.log(p_V)).sum())
 
@@ -75,22 +69,21 @@ def build_data(config: ml_collections.ConfigDict, workdir_tokenizer_path: str,
   tokenizer = resolve_tokenizer(data_config, config.model.vocab_size, train_source,
                                 workdir_tokenizer_path)
   cache = corpus.cache_dir(data_config)
-  train_N = pipeline.token_stream(train_source, tokenizer, cache)
-  validation_N = pipeline.token_stream(validation_source, tokenizer, cache)
+  train_T = pipeline.token_stream(train_source, tokenizer, cache)
+  validation_T = pipeline.token_stream(validation_source, tokenizer, cache)
   batch_size = config.train.batch_size
-  train_dataset = pipeline.train_dataset(train_N, data_config.seq_len, batch_size, data_config.seed,
+  train_dataset = pipeline.train_dataset(train_T, data_config.seq_len, batch_size, data_config.seed,
                                          process_index, process_count)
   eval_set = pipeline.eval_batches(
-      validation_N, data_config.seq_len, batch_size, data_config.eval_batches,
+      validation_T, data_config.seq_len, batch_size, data_config.eval_batches,
       tokenizer_lib.token_byte_lengths(tokenizer), process_index, process_count)
   return Data(
       tokenizer=tokenizer,
       special_ids=tokenizer_lib.special_ids(tokenizer),
-      train_dataset=train_dataset,
       train_iter=pipeline.iterate(train_dataset),
       eval_set=eval_set,
       bytes_per_token=tokenizer_lib.bytes_per_token(tokenizer, validation_source),
-      unigram_entropy_nats=unigram_entropy(train_N, tokenizer.get_vocab_size()),
-      train_tokens=len(train_N),
-      validation_tokens=len(validation_N),
+      unigram_entropy_nats=unigram_entropy(train_T, tokenizer.get_vocab_size()),
+      train_tokens=len(train_T),
+      validation_tokens=len(validation_T),
   )

@@ -60,10 +60,10 @@ def token_stream(source, tokenizer: Tokenizer, cache_dir: str) -> np.ndarray:
   path = os.path.join(cache_dir, 'tokens', f'{key}.npy')
   if not os.path.exists(path):
     eos = tokenizer_lib.special_ids(tokenizer).eos
-    stream_N = tokenize_documents(tokenizer, source, eos)
+    stream_T = tokenize_documents(tokenizer, source, eos)
     os.makedirs(os.path.dirname(path), exist_ok=True)
     tmp = f'{path}.tmp.{os.getpid()}.npy'
-    np.save(tmp, stream_N)
+    np.save(tmp, stream_T)
     os.replace(tmp, path)
   return np.load(path, mmap_mode='r')
 
@@ -76,13 +76,13 @@ def num_windows(num_tokens: int, seq_len: int) -> int:
 @dataclasses.dataclass(frozen=True)
 class WindowToExample:
   """Window index -> {'inputs': [T], 'targets': [T]} int32, targets shifted by one token."""
-  stream_N: np.ndarray
+  stream_T: np.ndarray
   seq_len: int
 
   def __call__(self, index: int) -> dict[str, np.ndarray]:
     start = int(index) * self.seq_len
-    window_W = np.asarray(self.stream_N[start:start + self.seq_len + 1], np.int32)
-    return {'inputs': window_W[:-1], 'targets': window_W[1:]}
+    window_T1 = np.asarray(self.stream_T[start:start + self.seq_len + 1], np.int32)
+    return {'inputs': window_T1[:-1], 'targets': window_T1[1:]}
 
 
 def local_batch_size(global_batch_size: int, process_count: int) -> int:
@@ -93,18 +93,18 @@ def local_batch_size(global_batch_size: int, process_count: int) -> int:
   return global_batch_size // process_count
 
 
-def _check_windows(stream_N: np.ndarray, seq_len: int, needed: int, what: str) -> int:
+def _check_windows(stream_T: np.ndarray, seq_len: int, needed: int, what: str) -> int:
   if seq_len <= 0:
     raise ValueError(f'data.seq_len={seq_len} must be positive.')
-  windows = num_windows(len(stream_N), seq_len)
+  windows = num_windows(len(stream_T), seq_len)
   if windows < needed:
-    raise ValueError(f'The {what} split has {len(stream_N)} tokens: {windows} windows of '
+    raise ValueError(f'The {what} split has {len(stream_T)} tokens: {windows} windows of '
                      f'data.seq_len+1={seq_len + 1}, fewer than the {needed} one batch needs. '
                      'Use more text, a shorter data.seq_len or a smaller batch.')
   return windows
 
 
-def train_dataset(stream_N: np.ndarray, seq_len: int, global_batch_size: int, seed: int,
+def train_dataset(stream_T: np.ndarray, seq_len: int, global_batch_size: int, seed: int,
                   process_index: int = 0, process_count: int = 1) -> grain.MapDataset:
   """This process's batches, endless and reshuffled every epoch: [B/P, T] inputs and targets.
 
@@ -114,11 +114,11 @@ def train_dataset(stream_N: np.ndarray, seq_len: int, global_batch_size: int, se
   local = local_batch_size(global_batch_size, process_count)
   if not 0 <= process_index < process_count:
     raise ValueError(f'process_index={process_index} must lie in [0, {process_count}).')
-  windows = _check_windows(stream_N, seq_len, global_batch_size, 'train')
+  windows = _check_windows(stream_T, seq_len, global_batch_size, 'train')
   return (grain.MapDataset.range(windows)
           .shuffle(seed=seed)
           .repeat(max(1, _ENDLESS_WINDOWS // windows))  # epoch e is shuffled with seed + e
-          .map(WindowToExample(stream_N, seq_len))
+          .map(WindowToExample(stream_T, seq_len))
           .batch(local)
           .slice(slice(process_index, None, process_count)))
 
@@ -128,11 +128,11 @@ def iterate(dataset: grain.MapDataset) -> grain.DatasetIterator:
   return iter(dataset.to_iter_dataset(_READ_OPTIONS))
 
 
-def train_iterator(stream_N: np.ndarray, seq_len: int, global_batch_size: int, seed: int,
+def train_iterator(stream_T: np.ndarray, seq_len: int, global_batch_size: int, seed: int,
                    process_index: int = 0,
                    process_count: int = 1) -> grain.DatasetIterator:
   """An iterator over `train_dataset` (see `iterate`)."""
-  return iterate(train_dataset(stream_N, seq_len, global_batch_size, seed, process_index,
+  return iterate(train_dataset(stream_T, seq_len, global_batch_size, seed, process_index,
                                process_count))
 
 
@@ -148,7 +148,7 @@ class EvalSet:
   num_tokens: int  # targets in the global batches
 
 
-def eval_batches(stream_N: np.ndarray, seq_len: int, global_batch_size: int, num_batches: int,
+def eval_batches(stream_T: np.ndarray, seq_len: int, global_batch_size: int, num_batches: int,
                  byte_lengths_V: np.ndarray, process_index: int = 0,
                  process_count: int = 1) -> EvalSet:
   """`num_batches` validation batches of windows spread evenly over the split (fewer if short).
@@ -158,11 +158,11 @@ def eval_batches(stream_N: np.ndarray, seq_len: int, global_batch_size: int, num
   local = local_batch_size(global_batch_size, process_count)
   if num_batches <= 0:
     raise ValueError(f'data.eval_batches={num_batches} must be positive.')
-  windows = _check_windows(stream_N, seq_len, global_batch_size, 'validation')
+  windows = _check_windows(stream_T, seq_len, global_batch_size, 'validation')
   num_batches = min(num_batches, windows // global_batch_size)
   count = num_batches * global_batch_size
   index_G = (np.arange(count) * windows) // count  # evenly spread, strictly increasing
-  to_example = WindowToExample(stream_N, seq_len)
+  to_example = WindowToExample(stream_T, seq_len)
   batches, num_bytes = [], 0
   for b in range(num_batches):
     rows = [to_example(i) for i in index_G[b * global_batch_size:(b + 1) * global_batch_size]]

@@ -26,11 +26,11 @@ NEG_INF = -jnp.inf
 
 
 class Beams(NamedTuple):
-  """Alive and finished beams of each batch row: scores [B, W], new tokens [B, W, N]."""
+  """Alive and finished beams of each batch row: scores [B, W], new tokens [B, W, M]."""
   alive_logp: jax.Array  # summed log-probabilities, -inf for empty beams
-  alive_BxWxN: jax.Array
+  alive_BxWxM: jax.Array
   finished_score: jax.Array  # length-normalised, -inf for empty slots
-  finished_BxWxN: jax.Array
+  finished_BxWxM: jax.Array
   parents: jax.Array  # [B, W]: which previous alive beam each alive beam extends
   tokens: jax.Array  # [B, W]: the token it was extended with
 
@@ -39,32 +39,33 @@ def _normalise(logp, length, length_penalty):
   return logp / jnp.asarray(length, jnp.float32) ** length_penalty
 
 
-def _top(scores_BxC, seqs_BxCxN, k):
-  scores_BxK, idx_BxK = jax.lax.top_k(scores_BxC, k)
-  return scores_BxK, jnp.take_along_axis(seqs_BxCxN, idx_BxK[..., None], axis=1)
+def _top(pool_scores_Bx3W, pool_Bx3WxM, w):
+  """The `w` best of a pool of beams (the finished ones and the finishing candidates)."""
+  scores_BxW, idx_BxW = jax.lax.top_k(pool_scores_Bx3W, w)
+  return scores_BxW, jnp.take_along_axis(pool_Bx3WxM, idx_BxW[..., None], axis=1)
 
 
 @functools.partial(jax.jit, static_argnames=('eos_id', 'length_penalty'))
 def select(beams: Beams, logp_BxWxV, t, eos_id, length_penalty):
   """Step t: expand alive beams by every token, update the finished pool and the alive beams."""
   b, w, v = logp_BxWxV.shape
-  n = beams.alive_BxWxN.shape[-1]
-  cand_BxC, idx_BxC = jax.lax.top_k(
+  n = beams.alive_BxWxM.shape[-1]
+  cand_Bx2W, idx_Bx2W = jax.lax.top_k(
       (beams.alive_logp[:, :, None] + logp_BxWxV).reshape(b, w * v), 2 * w)
-  parent_BxC, token_BxC = idx_BxC // v, (idx_BxC % v).astype(jnp.int32)
-  seqs_BxCxN = jnp.take_along_axis(beams.alive_BxWxN, parent_BxC[..., None], axis=1)
-  seqs_BxCxN = seqs_BxCxN.at[:, :, t].set(token_BxC)
-  ends_BxC = (token_BxC == eos_id) if eos_id is not None else jnp.zeros_like(token_BxC, bool)
-  finishing_BxC = ends_BxC | (t == n - 1)
-  fin_cand_BxC = jnp.where(finishing_BxC, _normalise(cand_BxC, t + 1, length_penalty), NEG_INF)
-  finished_score, finished_BxWxN = _top(
-      jnp.concatenate([beams.finished_score, fin_cand_BxC], axis=1),
-      jnp.concatenate([beams.finished_BxWxN, seqs_BxCxN], axis=1), w)
-  alive_cand_BxC = jnp.where(ends_BxC, NEG_INF, cand_BxC)
-  alive_logp, pick_BxW = jax.lax.top_k(alive_cand_BxC, w)
-  return Beams(alive_logp, jnp.take_along_axis(seqs_BxCxN, pick_BxW[..., None], axis=1),
-               finished_score, finished_BxWxN, jnp.take_along_axis(parent_BxC, pick_BxW, 1),
-               jnp.take_along_axis(token_BxC, pick_BxW, 1))
+  parent_Bx2W, token_Bx2W = idx_Bx2W // v, (idx_Bx2W % v).astype(jnp.int32)
+  seqs_Bx2WxM = jnp.take_along_axis(beams.alive_BxWxM, parent_Bx2W[..., None], axis=1)
+  seqs_Bx2WxM = seqs_Bx2WxM.at[:, :, t].set(token_Bx2W)
+  ends_Bx2W = (token_Bx2W == eos_id) if eos_id is not None else jnp.zeros_like(token_Bx2W, bool)
+  finishing_Bx2W = ends_Bx2W | (t == n - 1)
+  fin_cand_Bx2W = jnp.where(finishing_Bx2W, _normalise(cand_Bx2W, t + 1, length_penalty), NEG_INF)
+  finished_score, finished_BxWxM = _top(
+      jnp.concatenate([beams.finished_score, fin_cand_Bx2W], axis=1),
+      jnp.concatenate([beams.finished_BxWxM, seqs_Bx2WxM], axis=1), w)
+  alive_cand_Bx2W = jnp.where(ends_Bx2W, NEG_INF, cand_Bx2W)
+  alive_logp, pick_BxW = jax.lax.top_k(alive_cand_Bx2W, w)
+  return Beams(alive_logp, jnp.take_along_axis(seqs_Bx2WxM, pick_BxW[..., None], axis=1),
+               finished_score, finished_BxWxM, jnp.take_along_axis(parent_Bx2W, pick_BxW, 1),
+               jnp.take_along_axis(token_Bx2W, pick_BxW, 1))
 
 
 def can_stop(beams: Beams, t, n: int, length_penalty: float) -> bool:
@@ -91,11 +92,11 @@ def _advance_for(config_json: str):
   def advance(params, cache, parents_BxW, tokens_BxW, position):
     """Reorders the cache to the alive beams' parents and feeds their new tokens."""
     b, w = parents_BxW.shape
-    rows_R = (jnp.arange(b)[:, None] * w + parents_BxW).reshape(-1)
-    cache = cache_lib.take_rows(cache, rows_R, cache_lib.batch_axes(config))
-    positions_Rx1 = jnp.full((b * w, 1), position, jnp.int32)
-    logits_Rx1xV, cache = decoder.apply(params, cache, tokens_BxW.reshape(-1, 1), positions_Rx1)
-    return jax.nn.log_softmax(logits_Rx1xV[:, 0]).reshape(b, w, -1), cache
+    rows_BW = (jnp.arange(b)[:, None] * w + parents_BxW).reshape(-1)
+    cache = cache_lib.take_rows(cache, rows_BW, cache_lib.batch_axes(config))
+    positions_BWx1 = jnp.full((b * w, 1), position, jnp.int32)
+    logits_BWx1xV, cache = decoder.apply(params, cache, tokens_BxW.reshape(-1, 1), positions_BWx1)
+    return jax.nn.log_softmax(logits_BWx1xV[:, 0]).reshape(b, w, -1), cache
 
   return advance
 
@@ -103,7 +104,8 @@ def _advance_for(config_json: str):
 def beam_search(model_config: ml_collections.ConfigDict, params, prompt_tokens_BxT,
                 max_new_tokens: int, beam_size: int, length_penalty: float = 1.0,
                 eos_id: int | None = None, pad_id: int = 0):
-  """-> (int32 [B, W, T + N] sequences, float32 [B, W] scores), best first per prompt.
+  """-> (int32 [B, W, T + M] sequences, float32 [B, W] scores), best first per prompt; M is
+  `max_new_tokens`.
 
   Scores are log p(new tokens) / (number of new tokens) ** length_penalty; a beam that emitted
   `eos_id` is padded with `pad_id` after it. Fewer than W distinct sequences leave -inf scores.
@@ -138,5 +140,5 @@ def beam_search(model_config: ml_collections.ConfigDict, params, prompt_tokens_B
       break
     logp_BxWxV, cache = advance(params, cache, beams.parents, beams.tokens, t + step)
   prompts_BxWxT = np.broadcast_to(prompt[:, None], (b, w, t))
-  sequences = np.concatenate([prompts_BxWxT, np.asarray(beams.finished_BxWxN)], axis=-1)
+  sequences = np.concatenate([prompts_BxWxT, np.asarray(beams.finished_BxWxM)], axis=-1)
   return sequences.astype(np.int32), np.asarray(beams.finished_score)

@@ -85,13 +85,13 @@ def set_index(cache, index_B):
   return dict(cache, index=jnp.asarray(index_B, jnp.int32))
 
 
-def take_rows(cache, rows_R, axes):
-  """Rows `rows_R` of every leaf (beam reordering, tiling): a cache of R rows."""
-  return jax.tree.map(lambda x, a: jnp.take(x, rows_R, axis=a), cache, axes)
+def take_rows(cache, rows_B, axes):
+  """Rows `rows_B` of every leaf (beam reordering, tiling): a cache of len(rows_B) rows."""
+  return jax.tree.map(lambda x, a: jnp.take(x, rows_B, axis=a), cache, axes)
 
 
 def put_rows(cache, rows_cache, start, axes):
-  """`cache` with rows [start, start + R) replaced by the R rows of `rows_cache`."""
+  """`cache` with the rows from `start` on replaced by the rows of `rows_cache`."""
   return jax.tree.map(
       lambda x, r, a: jax.lax.dynamic_update_slice_in_dim(x, r.astype(x.dtype), start, axis=a),
       cache, rows_cache, axes)

@@ -52,14 +52,14 @@ def check_length(model_config, total: int, what: str = 'max_new_tokens') -> None
                      f'context model.max_seq_len={model_config.max_seq_len}')
 
 
-def assemble(prompt_BxT, lengths_B, generated_BxN, pad_id: int):
+def assemble(prompt_BxT, lengths_B, generated_BxM, pad_id: int):
   """[B, T + N]: each row's prompt (its first `lengths[b]` tokens), its new tokens, then padding."""
   b, t = prompt_BxT.shape
-  out = np.full((b, t + generated_BxN.shape[1]), pad_id, np.int32)
+  out = np.full((b, t + generated_BxM.shape[1]), pad_id, np.int32)
   for row in range(b):
     n = lengths_B[row]
     out[row, :n] = prompt_BxT[row, :n]
-    out[row, n:n + generated_BxN.shape[1]] = generated_BxN[row]
+    out[row, n:n + generated_BxM.shape[1]] = generated_BxM[row]
   return out
 
 
@@ -90,17 +90,17 @@ def generate(model_config: ml_collections.ConfigDict, params, prompt_tokens_BxT,
   padded = np.pad(prompt, ((0, 0), (0, padded_t - t)), constant_values=pad_id)
   cache = cache_lib.init_cache(c, b, slots)
   token_B, cache = decoder.prefill(params, cache, jnp.asarray(padded), jnp.asarray(lengths), rows)
-  stop_S = jnp.asarray(list(stop_tokens) or [-1], jnp.int32)
-  done_B = jnp.isin(token_B, stop_S)
+  stop_Y = jnp.asarray(list(stop_tokens) or [-1], jnp.int32)
+  done_B = jnp.isin(token_B, stop_Y)
   generated = [token_B]
   for i in range(1, max_new_tokens):
     counts_B = jnp.full((b,), i, jnp.int32)
-    token_B, done_B, cache = decoder.step(params, cache, token_B, counts_B, rows, done_B, stop_S,
+    token_B, done_B, cache = decoder.step(params, cache, token_B, counts_B, rows, done_B, stop_Y,
                                           pad_id)
     generated.append(token_B)
     if i % CHECK_DONE_EVERY == 0 and bool(jnp.all(done_B)):
       break
-  generated_BxN = np.asarray(jnp.stack(generated, axis=1))
-  generated_BxN = np.pad(generated_BxN, ((0, 0), (0, max_new_tokens - generated_BxN.shape[1])),
+  generated_BxM = np.asarray(jnp.stack(generated, axis=1))
+  generated_BxM = np.pad(generated_BxM, ((0, 0), (0, max_new_tokens - generated_BxM.shape[1])),
                          constant_values=pad_id)
-  return assemble(prompt, lengths, generated_BxN, pad_id)
+  return assemble(prompt, lengths, generated_BxM, pad_id)

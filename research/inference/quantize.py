@@ -76,12 +76,12 @@ def quantize_tensor(w, bits: int, group_size: int | None, in_axes: tuple[int, ..
   w_IxO = np.transpose(w, order).reshape(i, -1)
   g = group_size or i + i % 2
   w_IxO = np.pad(w_IxO, ((0, -i % g), (0, 0)))
-  w_NxGxO = w_IxO.reshape(-1, g, w_IxO.shape[-1])
-  scales_Nx1xO = np.max(np.abs(w_NxGxO), axis=1, keepdims=True) / QMAX[bits]
-  scales_Nx1xO = np.where(scales_Nx1xO > 0, scales_Nx1xO, 1.0).astype(np.float32)
-  q = np.clip(np.round(w_NxGxO / scales_Nx1xO), -QMAX[bits], QMAX[bits]).astype(np.int8)
+  w_JxZxO = w_IxO.reshape(-1, g, w_IxO.shape[-1])
+  scales_Jx1xO = np.max(np.abs(w_JxZxO), axis=1, keepdims=True) / QMAX[bits]
+  scales_Jx1xO = np.where(scales_Jx1xO > 0, scales_Jx1xO, 1.0).astype(np.float32)
+  q = np.clip(np.round(w_JxZxO / scales_Jx1xO), -QMAX[bits], QMAX[bits]).astype(np.int8)
   values = _pack_int4(q) if bits == 4 else q
-  return QuantizedTensor(jnp.asarray(values), jnp.asarray(scales_Nx1xO), tuple(w.shape),
+  return QuantizedTensor(jnp.asarray(values), jnp.asarray(scales_Jx1xO), tuple(w.shape),
                          tuple(in_axes), bits)
 
 

@@ -22,14 +22,14 @@ from research.model import Transformer
 
 @functools.lru_cache(maxsize=16)
 def step_program(config_json: str):
-  """`(params, buffer_BxL, t) -> buffer` with token t set to the argmax after tokens [0, t)."""
+  """`(params, buffer_BxS, t) -> buffer` with token t set to the argmax after tokens [0, t)."""
   model = Transformer(ml_collections.ConfigDict(json.loads(config_json)))
 
   @functools.partial(jax.jit, donate_argnums=(1,))
-  def step(params, buffer_BxL, t):
-    logits_BxLxV = model.apply({'params': dequantize_params(params)}, buffer_BxL)
-    next_B = jnp.argmax(jax.lax.dynamic_index_in_dim(logits_BxLxV, t - 1, 1, False), axis=-1)
-    return jax.lax.dynamic_update_index_in_dim(buffer_BxL, next_B.astype(jnp.int32), t, 1)
+  def step(params, buffer_BxS, t):
+    logits_BxSxV = model.apply({'params': dequantize_params(params)}, buffer_BxS)
+    next_B = jnp.argmax(jax.lax.dynamic_index_in_dim(logits_BxSxV, t - 1, 1, False), axis=-1)
+    return jax.lax.dynamic_update_index_in_dim(buffer_BxS, next_B.astype(jnp.int32), t, 1)
 
   return step
 
@@ -42,7 +42,7 @@ def greedy_without_cache(model_config: ml_collections.ConfigDict, params, prompt
   b, t = prompt.shape
   check_length(model_config, t + max_new_tokens)
   step = step_program(model_config.to_json())
-  buffer_BxL = jnp.asarray(np.pad(prompt, ((0, 0), (0, max_new_tokens))))
+  buffer_BxS = jnp.asarray(np.pad(prompt, ((0, 0), (0, max_new_tokens))))
   for i in range(t, t + max_new_tokens):
-    buffer_BxL = step(params, buffer_BxL, i)
-  return np.asarray(buffer_BxL)
+    buffer_BxS = step(params, buffer_BxS, i)
+  return np.asarray(buffer_BxS)

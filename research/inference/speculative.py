@@ -61,21 +61,21 @@ def _draw(keys_B, probs_BxV, rows: RowSampling):
   return jax.lax.cond(jnp.any(rows.temperature > 0), draw, argmax, probs_BxV)
 
 
-def accept_and_correct(x_BxK, q_BxKxV, p_BxK1xV, uniform_BxK, keys_B, rows: RowSampling):
+def accept_and_correct(x_BxA, q_BxAxV, p_BxA1xV, uniform_BxA, keys_B, rows: RowSampling):
   """The rejection-sampling rule -> (accepted count n [B], next token [B]).
 
   Accept x_i while u_i q_i(x_i) < p_i(x_i); the next token comes from norm(max(0, p - q)) at the
   first rejection, or from p_{k+1} when all k were accepted.
   """
-  k = x_BxK.shape[1]
-  p_x_BxK = jnp.take_along_axis(p_BxK1xV[:, :k], x_BxK[..., None], axis=-1)[..., 0]
-  q_x_BxK = jnp.take_along_axis(q_BxKxV, x_BxK[..., None], axis=-1)[..., 0]
-  accept_BxK = uniform_BxK * q_x_BxK < p_x_BxK
-  n_B = jnp.sum(jnp.cumprod(accept_BxK, axis=1), axis=1)
-  q_pad_BxK1xV = jnp.concatenate([q_BxKxV, jnp.zeros_like(q_BxKxV[:, :1])], axis=1)
+  k = x_BxA.shape[1]
+  p_x_BxA = jnp.take_along_axis(p_BxA1xV[:, :k], x_BxA[..., None], axis=-1)[..., 0]
+  q_x_BxA = jnp.take_along_axis(q_BxAxV, x_BxA[..., None], axis=-1)[..., 0]
+  accept_BxA = uniform_BxA * q_x_BxA < p_x_BxA
+  n_B = jnp.sum(jnp.cumprod(accept_BxA, axis=1), axis=1)
+  q_pad_BxA1xV = jnp.concatenate([q_BxAxV, jnp.zeros_like(q_BxAxV[:, :1])], axis=1)
   pick = lambda a: jnp.take_along_axis(a, n_B[:, None, None], axis=1)[:, 0]
-  p_BxV = pick(p_BxK1xV)
-  residual_BxV = jnp.maximum(p_BxV - pick(q_pad_BxK1xV), 0.0)
+  p_BxV = pick(p_BxA1xV)
+  residual_BxV = jnp.maximum(p_BxV - pick(q_pad_BxA1xV), 0.0)
   residual_BxV = jnp.where(jnp.sum(residual_BxV, -1, keepdims=True) > 0, residual_BxV, p_BxV)
   next_B = _draw(keys_B, residual_BxV / residual_BxV.sum(-1, keepdims=True), rows)
   return n_B.astype(jnp.int32), next_B
@@ -88,7 +88,7 @@ def _round_for(target_json: str, draft_json: str, k: int):
 
   @functools.partial(jax.jit, donate_argnums=(2, 3, 8))
   def one_round(target_params, draft_params, target_cache, draft_cache, last_B, position_B,
-                rows: RowSampling, round_index, out_BxM, generated_B, done_B, stop_S, limit):
+                rows: RowSampling, round_index, out_BxM, generated_B, done_B, stop_Y, limit):
     """k draft steps (+1 to cache x_k), one target pass over k+1 tokens, accept, write output."""
     b = last_B.shape[0]
     clamp = lambda pos: jnp.minimum(pos, limit - 1)
@@ -101,27 +101,27 @@ def _round_for(target_json: str, draft_json: str, k: int):
         token_B = _draw(_keys(rows, round_index, i), q_BxV, rows)
         drafts.append(token_B)
         qs.append(q_BxV)
-    x_BxK, q_BxKxV = jnp.stack(drafts, 1), jnp.stack(qs, 1)
-    inputs_BxK1 = jnp.concatenate([last_B[:, None], x_BxK], axis=1)
-    positions_BxK1 = clamp(position_B[:, None] + jnp.arange(k + 1))
-    logits_BxK1xV, target_cache = target.apply(target_params, target_cache, inputs_BxK1,
-                                               positions_BxK1)
-    p_BxK1xV = _probabilities_BxTxV(rows, logits_BxK1xV)
-    uniform_BxK = jax.vmap(lambda key: jax.random.uniform(key, (k,)))(
+    x_BxA, q_BxAxV = jnp.stack(drafts, 1), jnp.stack(qs, 1)
+    inputs_BxA1 = jnp.concatenate([last_B[:, None], x_BxA], axis=1)
+    positions_BxA1 = clamp(position_B[:, None] + jnp.arange(k + 1))
+    logits_BxA1xV, target_cache = target.apply(target_params, target_cache, inputs_BxA1,
+                                               positions_BxA1)
+    p_BxA1xV = _probabilities_BxTxV(rows, logits_BxA1xV)
+    uniform_BxA = jax.vmap(lambda key: jax.random.uniform(key, (k,)))(
         _keys(rows, round_index, k + 1))
-    n_B, next_B = accept_and_correct(x_BxK, q_BxKxV, p_BxK1xV, uniform_BxK,
+    n_B, next_B = accept_and_correct(x_BxA, q_BxAxV, p_BxA1xV, uniform_BxA,
                                      _keys(rows, round_index, k + 2), rows)
     # Emitted this round: x_1..x_n, then the corrected (or bonus) token.
-    j_K1 = jnp.arange(k + 1)
-    emitted_BxK1 = jnp.where(j_K1 < n_B[:, None], jnp.pad(x_BxK, ((0, 0), (0, 1))),
+    j_A1 = jnp.arange(k + 1)
+    emitted_BxA1 = jnp.where(j_A1 < n_B[:, None], jnp.pad(x_BxA, ((0, 0), (0, 1))),
                              next_B[:, None])
-    valid_BxK1 = (j_K1 <= n_B[:, None]) & ~done_B[:, None]
-    slots_BxK1 = jnp.where(valid_BxK1, generated_B[:, None] + j_K1, out_BxM.shape[1])
-    out_BxM = out_BxM.at[jnp.arange(b)[:, None], slots_BxK1].set(emitted_BxK1, mode='drop')
+    valid_BxA1 = (j_A1 <= n_B[:, None]) & ~done_B[:, None]
+    slots_BxA1 = jnp.where(valid_BxA1, generated_B[:, None] + j_A1, out_BxM.shape[1])
+    out_BxM = out_BxM.at[jnp.arange(b)[:, None], slots_BxA1].set(emitted_BxA1, mode='drop')
     active_B = ~done_B
     stats = (jnp.sum(jnp.where(active_B, n_B, 0)), jnp.sum(active_B))
     generated_B = generated_B + jnp.where(active_B, n_B + 1, 0)
-    hit_stop_B = jnp.any(valid_BxK1 & jnp.isin(emitted_BxK1, stop_S), axis=1)
+    hit_stop_B = jnp.any(valid_BxA1 & jnp.isin(emitted_BxA1, stop_Y), axis=1)
     return (target_cache, draft_cache, next_B, position_B + n_B + 1, out_BxM, generated_B,
             done_B | hit_stop_B, stats)
 
@@ -170,13 +170,13 @@ def speculative_generate(target_config: ml_collections.ConfigDict, target_params
   out_BxM = jnp.full((b, max_new_tokens + k + 1), pad_id, jnp.int32)
   generated_B = jnp.zeros((b,), jnp.int32)
   done_B = jnp.zeros((b,), bool)
-  stop_S = jnp.asarray(list(stop_tokens) or [-1], jnp.int32)
+  stop_Y = jnp.asarray(list(stop_tokens) or [-1], jnp.int32)
   stats = SpeculativeStats()
   while True:
     (target_cache, draft_cache, last_B, position_B, out_BxM, generated_B, done_B,
      (accepted, active)) = one_round(target_params, draft_params, target_cache, draft_cache,
                                      last_B, position_B, rows, stats.rounds, out_BxM,
-                                     generated_B, done_B, stop_S, slots)
+                                     generated_B, done_B, stop_Y, slots)
     done_B = done_B | (generated_B >= max_new_tokens)
     stats.rounds += 1
     stats.accepted += int(accepted)
@@ -184,9 +184,9 @@ def speculative_generate(target_config: ml_collections.ConfigDict, target_params
     stats.row_rounds += int(active)
     if bool(jnp.all(done_B)):
       break
-  generated_BxN = np.asarray(out_BxM[:, :max_new_tokens])
+  generated_BxM = np.asarray(out_BxM[:, :max_new_tokens])
   if stop_tokens:  # tokens after a row's first stop token become padding
-    stopped_BxN = np.cumsum(np.isin(generated_BxN, list(stop_tokens)), axis=1)
-    after_BxN = (stopped_BxN - np.isin(generated_BxN, list(stop_tokens))) > 0
-    generated_BxN = np.where(after_BxN, pad_id, generated_BxN)
-  return assemble(prompt, lengths, generated_BxN, pad_id), stats
+    stopped_BxM = np.cumsum(np.isin(generated_BxM, list(stop_tokens)), axis=1)
+    after_BxM = (stopped_BxM - np.isin(generated_BxM, list(stop_tokens))) > 0
+    generated_BxM = np.where(after_BxM, pad_id, generated_BxM)
+  return assemble(prompt, lengths, generated_BxM, pad_id), stats

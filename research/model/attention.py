@@ -139,12 +139,13 @@ def _bias(module, name, shape, axes, param_dtype):
 
 
 class Attention(nn.Module):
-  """Projects to queries/keys/values, applies RoPE if configured, attends, projects back."""
+  """Projects to queries/keys/values, rotates them by position (RoPE), attends, projects back."""
   num_heads: int
   num_kv_heads: int
   head_dim: int
   use_bias: bool
-  rope_base: float | None  # None: no rotary positions
+  position: str  # model.position: 'rope' rotates queries and keys, the others leave them
+  rope_base: float
   sliding_window: int
   impl: str
   init_std: float
@@ -171,9 +172,8 @@ class Attention(nn.Module):
       k_BxTxKxH += _bias(self, 'key_bias', (k, h), ('kv_heads', 'head_dim'), pd).astype(self.dtype)
       v_BxTxKxH += _bias(self, 'value_bias', (k, h), ('kv_heads', 'head_dim'),
                          pd).astype(self.dtype)
-    if self.rope_base is not None:
-      q_BxTxNxH = positions_lib.apply_rope(q_BxTxNxH, positions_BxT, self.rope_base)
-      k_BxTxKxH = positions_lib.apply_rope(k_BxTxKxH, positions_BxT, self.rope_base)
+    q_BxTxNxH, k_BxTxKxH = positions_lib.rotate_queries_and_keys(
+        q_BxTxNxH, k_BxTxKxH, positions_BxT, self.position, self.rope_base)
     q_BxTxNxH = nn.with_logical_constraint(q_BxTxNxH, ('batch', 'length', 'heads', 'head_dim'))
     if self.decode:
       k_BxSxKxH, v_BxSxKxH = update_cache(self, k_BxTxKxH, v_BxTxKxH, positions_BxT)

@@ -33,7 +33,7 @@ class Block(nn.Module):
     norm = lambda name: Norm(c.norm, c.norm_eps, dtype, param_dtype, name=name)
     attention = Attention(
         num_heads=c.num_heads, num_kv_heads=c.num_kv_heads, head_dim=head_dim(c),
-        use_bias=c.use_bias, rope_base=c.rope_base if c.position == 'rope' else None,
+        use_bias=c.use_bias, position=c.position, rope_base=c.rope_base,
         sliding_window=c.sliding_window, impl=c.attention_impl, init_std=c.init_std,
         out_init_std=out_std, dtype=dtype, param_dtype=param_dtype, decode=self.decode,
         name='attn')

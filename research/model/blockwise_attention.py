@@ -44,20 +44,20 @@ def blockwise_attention(q_BxTxNxH, k_BxSxKxH, v_BxSxKxH, sliding_window: int = 0
 
     def step(carry, j):
       m_BxKxGxQ, l_BxKxGxQ, acc_BxKxGxQxH = carry
-      k_BxCxKxH = jax.lax.dynamic_slice_in_dim(k_all, j * kv_block, kv_block, axis=1)
-      v_BxCxKxH = jax.lax.dynamic_slice_in_dim(v_all, j * kv_block, kv_block, axis=1)
-      s_BxKxGxQxC = jnp.einsum('bqkgh,bckh->bkgqc', q_BxQxKxGxH, k_BxCxKxH)
-      k_pos_C = j * kv_block + jnp.arange(kv_block)
-      mask_QxC = (k_pos_C[None, :] <= q_pos_Q[:, None]) & (k_pos_C[None, :] < s)
+      k_BxUxKxH = jax.lax.dynamic_slice_in_dim(k_all, j * kv_block, kv_block, axis=1)
+      v_BxUxKxH = jax.lax.dynamic_slice_in_dim(v_all, j * kv_block, kv_block, axis=1)
+      s_BxKxGxQxU = jnp.einsum('bqkgh,bckh->bkgqc', q_BxQxKxGxH, k_BxUxKxH)
+      k_pos_U = j * kv_block + jnp.arange(kv_block)
+      mask_QxU = (k_pos_U[None, :] <= q_pos_Q[:, None]) & (k_pos_U[None, :] < s)
       if sliding_window:
-        mask_QxC &= q_pos_Q[:, None] - k_pos_C[None, :] < sliding_window
-      s_BxKxGxQxC = jnp.where(mask_QxC, s_BxKxGxQxC, -jnp.inf)
-      m_new = jnp.maximum(m_BxKxGxQ, s_BxKxGxQxC.max(-1))
-      p_BxKxGxQxC = jnp.where(mask_QxC, jnp.exp(s_BxKxGxQxC - m_new[..., None]), 0.0)
+        mask_QxU &= q_pos_Q[:, None] - k_pos_U[None, :] < sliding_window
+      s_BxKxGxQxU = jnp.where(mask_QxU, s_BxKxGxQxU, -jnp.inf)
+      m_new = jnp.maximum(m_BxKxGxQ, s_BxKxGxQxU.max(-1))
+      p_BxKxGxQxU = jnp.where(mask_QxU, jnp.exp(s_BxKxGxQxU - m_new[..., None]), 0.0)
       correction = jnp.exp(m_BxKxGxQ - m_new)
-      l_new = l_BxKxGxQ * correction + p_BxKxGxQxC.sum(-1)
+      l_new = l_BxKxGxQ * correction + p_BxKxGxQxU.sum(-1)
       acc_new = acc_BxKxGxQxH * correction[..., None] + jnp.einsum(
-          'bkgqc,bckh->bkgqh', p_BxKxGxQxC, v_BxCxKxH)
+          'bkgqc,bckh->bkgqh', p_BxKxGxQxU, v_BxUxKxH)
       return (m_new, l_new, acc_new), None
 
     finite_min = jnp.finfo(jnp.float32).min  # not -inf: exp(m_old - m_new) must stay defined

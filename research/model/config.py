@@ -11,12 +11,19 @@ import jax
 import jax.numpy as jnp
 import ml_collections
 
-POSITION_TYPES = ('learned', 'sinusoidal', 'rope', 'none')
+from research.model import positions
+
+POSITION_TYPES = positions.ADDITIVE + positions.ROTARY + ('none',)
 NORM_TYPES = ('layernorm', 'rmsnorm')
 NORM_POSITIONS = ('pre', 'post')
 MLP_TYPES = ('gelu', 'swiglu')
 ATTENTION_IMPLS = ('auto', 'xla', 'cudnn', 'splash', 'blockwise', 'reference')
-REMAT_POLICIES = ('none', 'full', 'save_matmuls')
+# What the backward pass may keep of a block's forward pass instead of recomputing it.
+REMAT_POLICIES = {
+    'none': None,  # no remat: keep everything
+    'full': None,  # keep nothing: recompute the whole block
+    'save_matmuls': jax.checkpoint_policies.dots_with_no_batch_dims_saveable,
+}
 DTYPES = ('auto', 'float32', 'bfloat16', 'float16')
 
 
@@ -71,12 +78,12 @@ def validate_model_config(c: ml_collections.ConfigDict) -> None:
   if c.num_heads % c.num_kv_heads:
     _fail('num_heads', c.num_heads, f'must be divisible by model.num_kv_heads={c.num_kv_heads}')
   choices = {'position': POSITION_TYPES, 'norm': NORM_TYPES, 'norm_position': NORM_POSITIONS,
-             'mlp': MLP_TYPES, 'attention_impl': ATTENTION_IMPLS, 'remat': REMAT_POLICIES,
+             'mlp': MLP_TYPES, 'attention_impl': ATTENTION_IMPLS, 'remat': tuple(REMAT_POLICIES),
              'dtype': DTYPES, 'param_dtype': DTYPES[1:]}
   for field, allowed in choices.items():
     if c[field] not in allowed:
       _fail(field, c[field], f'unknown; expected one of {allowed}')
-  if c.position == 'rope':
+  if c.position in positions.ROTARY:
     if head_dim(c) % 2:
       _fail('head_dim', head_dim(c), 'rotary positions need an even head size')
     if c.rope_base <= 0:

@@ -1,17 +1,25 @@
-"""Position information: learned and sinusoidal tables added to embeddings, and rotary (RoPE)."""
+"""Position information, the one place that reads `model.position`.
+
+'learned' and 'sinusoidal' add a table to the token embeddings (`embedding_positions`); 'rope'
+rotates queries and keys inside attention (`rotate_queries_and_keys`); 'none' does neither.
+"""
 
 from __future__ import annotations
 
 import flax.linen as nn
 import jax.numpy as jnp
+import ml_collections
+
+ADDITIVE = ('learned', 'sinusoidal')  # a table added to the token embeddings
+ROTARY = ('rope',)  # queries and keys rotated by position
 
 
 def sinusoidal_table(positions_BxT, d_model: int):
   """Vaswani et al. (2017): sin on even channels, cos on odd ones, wavelengths up to 10000 * 2pi."""
-  inv_freq_H = 1.0 / (10000.0 ** (jnp.arange(0, d_model, 2, dtype=jnp.float32) / d_model))
-  angles_BxTxH = positions_BxT.astype(jnp.float32)[..., None] * inv_freq_H
-  table_BxTxHx2 = jnp.stack([jnp.sin(angles_BxTxH), jnp.cos(angles_BxTxH)], axis=-1)
-  return table_BxTxHx2.reshape(*positions_BxT.shape, -1)[..., :d_model]
+  inv_freq_R = 1.0 / (10000.0 ** (jnp.arange(0, d_model, 2, dtype=jnp.float32) / d_model))
+  angles_BxTxR = positions_BxT.astype(jnp.float32)[..., None] * inv_freq_R
+  table_BxTxRx2 = jnp.stack([jnp.sin(angles_BxTxR), jnp.cos(angles_BxTxR)], axis=-1)
+  return table_BxTxRx2.reshape(*positions_BxT.shape, -1)[..., :d_model]
 
 
 class LearnedPositions(nn.Module):
@@ -23,11 +31,11 @@ class LearnedPositions(nn.Module):
 
   @nn.compact
   def __call__(self, positions_BxT):
-    table_LxD = self.param(
+    table_PxD = self.param(
         'embedding',
         nn.with_logical_partitioning(nn.initializers.normal(self.init_std), ('position', 'embed')),
         (self.max_len, self.d_model), self.param_dtype)
-    return jnp.take(table_LxD, positions_BxT, axis=0)
+    return jnp.take(table_PxD, positions_BxT, axis=0)
 
 
 def apply_rope(x_BxTxNxH, positions_BxT, base: float):
@@ -37,12 +45,34 @@ def apply_rope(x_BxTxNxH, positions_BxT, base: float):
   Computed in float32 and cast back.
   """
   h = x_BxTxNxH.shape[-1]
-  inv_freq_F = 1.0 / (base ** (jnp.arange(0, h, 2, dtype=jnp.float32) / h))
-  angles_BxTxF = positions_BxT.astype(jnp.float32)[..., None] * inv_freq_F
-  cos_BxTx1xF = jnp.cos(angles_BxTxF)[:, :, None, :]
-  sin_BxTx1xF = jnp.sin(angles_BxTxF)[:, :, None, :]
+  inv_freq_R = 1.0 / (base ** (jnp.arange(0, h, 2, dtype=jnp.float32) / h))
+  angles_BxTxR = positions_BxT.astype(jnp.float32)[..., None] * inv_freq_R
+  cos_BxTx1xR = jnp.cos(angles_BxTxR)[:, :, None, :]
+  sin_BxTx1xR = jnp.sin(angles_BxTxR)[:, :, None, :]
   x = x_BxTxNxH.astype(jnp.float32)
-  x1, x2 = x[..., : h // 2], x[..., h // 2:]
-  rotated = jnp.concatenate([x1 * cos_BxTx1xF - x2 * sin_BxTx1xF,
-                             x2 * cos_BxTx1xF + x1 * sin_BxTx1xF], axis=-1)
+  x1_BxTxNxR, x2_BxTxNxR = x[..., : h // 2], x[..., h // 2:]
+  rotated = jnp.concatenate([x1_BxTxNxR * cos_BxTx1xR - x2_BxTxNxR * sin_BxTx1xR,
+                             x2_BxTxNxR * cos_BxTx1xR + x1_BxTxNxR * sin_BxTx1xR], axis=-1)
   return rotated.astype(x_BxTxNxH.dtype)
+
+
+def embedding_positions(c: ml_collections.ConfigDict, positions_BxT, dtype, param_dtype):
+  """What the position encoding adds to the token embeddings, [B, T, D]; None unless additive.
+
+  Called inside the Transformer, so a learned table is its submodule 'pos_embed'.
+  """
+  if c.position == 'learned':
+    table = LearnedPositions(c.max_seq_len, c.d_model, c.init_std, param_dtype, name='pos_embed')
+    return table(positions_BxT).astype(dtype)
+  if c.position == 'sinusoidal':
+    return sinusoidal_table(positions_BxT, c.d_model).astype(dtype)
+  return None
+
+
+def rotate_queries_and_keys(q_BxTxNxH, k_BxTxKxH, positions_BxT, position: str,
+                            rope_base: float):
+  """(q, k) rotated by their positions under 'rope'; unchanged under any other encoding."""
+  if position not in ROTARY:
+    return q_BxTxNxH, k_BxTxKxH
+  return (apply_rope(q_BxTxNxH, positions_BxT, rope_base),
+          apply_rope(k_BxTxKxH, positions_BxT, rope_base))

@@ -32,12 +32,12 @@ def splash_attention(q_BxTxNxH, k_BxSxKxH, v_BxSxKxH, sliding_window: int = 0,
   s, k = k_BxSxKxH.shape[1], k_BxSxKxH.shape[2]
   g = n // k
   kernel = _kernel(t, s, g, sliding_window, interpret)
-  q_RxGxTxH = (q_BxTxNxH / jnp.sqrt(jnp.float32(h)).astype(q_BxTxNxH.dtype)).reshape(
+  q_BKxGxTxH = (q_BxTxNxH / jnp.sqrt(jnp.float32(h)).astype(q_BxTxNxH.dtype)).reshape(
       b, t, k, g, h).transpose(0, 2, 3, 1, 4).reshape(b * k, g, t, h)  # R = B x K rows
-  k_RxSxH = k_BxSxKxH.transpose(0, 2, 1, 3).reshape(b * k, s, h)
-  v_RxSxH = v_BxSxKxH.transpose(0, 2, 1, 3).reshape(b * k, s, h)
+  k_BKxSxH = k_BxSxKxH.transpose(0, 2, 1, 3).reshape(b * k, s, h)
+  v_BKxSxH = v_BxSxKxH.transpose(0, 2, 1, 3).reshape(b * k, s, h)
   if interpret:  # the interpreter cannot batch the kernel's grid: loop over rows instead
-    out_RxGxTxH = jax.lax.map(lambda args: kernel(*args), (q_RxGxTxH, k_RxSxH, v_RxSxH))
+    out_BKxGxTxH = jax.lax.map(lambda args: kernel(*args), (q_BKxGxTxH, k_BKxSxH, v_BKxSxH))
   else:
-    out_RxGxTxH = jax.vmap(kernel)(q_RxGxTxH, k_RxSxH, v_RxSxH)
-  return out_RxGxTxH.reshape(b, k, g, t, h).transpose(0, 3, 1, 2, 4).reshape(b, t, n, h)
+    out_BKxGxTxH = jax.vmap(kernel)(q_BKxGxTxH, k_BKxSxH, v_BKxSxH)
+  return out_BKxGxTxH.reshape(b, k, g, t, h).transpose(0, 3, 1, 2, 4).reshape(b, t, n, h)

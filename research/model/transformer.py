@@ -3,19 +3,13 @@
 from __future__ import annotations
 
 import flax.linen as nn
-import jax
 import jax.numpy as jnp
 import ml_collections
 
 from research.model import positions as positions_lib
 from research.model.block import Block
-from research.model.config import resolve_dtype, validate_model_config
+from research.model.config import REMAT_POLICIES, resolve_dtype, validate_model_config
 from research.model.norms import Norm
-
-REMAT_POLICIES = {
-    'full': None,  # save nothing, recompute the whole block in the backward pass
-    'save_matmuls': jax.checkpoint_policies.dots_with_no_batch_dims_saveable,
-}
 
 
 def _block_class(c: ml_collections.ConfigDict, decode: bool):
@@ -75,11 +69,9 @@ class Transformer(nn.Module):
         'embed', nn.with_logical_partitioning(nn.initializers.normal(c.init_std), ('vocab', 'embed')),
         (c.vocab_size, c.d_model), param_dtype)
     x_BxTxD = jnp.take(embed_VxD, tokens_BxT, axis=0).astype(dtype)
-    if c.position == 'learned':
-      x_BxTxD += positions_lib.LearnedPositions(c.max_seq_len, c.d_model, c.init_std, param_dtype,
-                                                name='pos_embed')(positions_BxT).astype(dtype)
-    elif c.position == 'sinusoidal':
-      x_BxTxD += positions_lib.sinusoidal_table(positions_BxT, c.d_model).astype(dtype)
+    added_BxTxD = positions_lib.embedding_positions(c, positions_BxT, dtype, param_dtype)
+    if added_BxTxD is not None:
+      x_BxTxD += added_BxTxD
     x_BxTxD = nn.Dropout(c.dropout_rate, deterministic=deterministic)(x_BxTxD)
 
     block = _block_class(c, self.decode)

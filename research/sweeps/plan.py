@@ -16,7 +16,8 @@ import ml_collections
 from research import run_dir as run_dir_lib
 from research.config import load_python_file
 
-RUN_CONFIG_PY = f'''"""Written by experiments.sweep: this run's resolved config, from config.json."""
+RUN_CONFIG_PY = (
+    f'''"""Written by experiments.sweep: this run's resolved config, from config.json."""
 
 import json
 import pathlib
@@ -27,7 +28,7 @@ import ml_collections
 def get_config():
   path = pathlib.Path(__file__).with_name({run_dir_lib.CONFIG_FILE!r})
   return ml_collections.ConfigDict(json.loads(path.read_text()))
-'''
+''')
 
 
 @dataclasses.dataclass(frozen=True)

@@ -32,35 +32,35 @@ def _loss_and_grads(x_BxTxD, unembed_DxV, targets_BxT, chunk_len: int, z_loss: f
   # Both layouts of the output matrix, and the hidden states transposed, so that every matmul
   # below reads its operands row-major (on CPU a transposed operand halves the matmul rate).
   unembed_DxV, unembed_VxD = jax.lax.optimization_barrier((unembed_DxV, unembed_DxV.T))
-  x_CxBxcxD = _chunked(x_BxTxD, chunk_len)
-  xT_CxDxBxc = jax.lax.optimization_barrier(jnp.moveaxis(x_CxBxcxD, 3, 1))
-  targets_CxBxc = _chunked(targets_BxT, chunk_len)
+  x_CxBxZxD = _chunked(x_BxTxD, chunk_len)
+  xT_CxDxBxc = jax.lax.optimization_barrier(jnp.moveaxis(x_CxBxZxD, 3, 1))
+  targets_CxBxZ = _chunked(targets_BxT, chunk_len)
 
   def one_chunk(dunembed_DxV, chunk):
-    x_BxcxD, xT_DxBxc, targets_Bxc = chunk
-    logits_BxcxV = jnp.einsum('bcd,dv->bcv', x_BxcxD, unembed_DxV,
+    x_BxZxD, xT_DxBxc, targets_BxZ = chunk
+    logits_BxZxV = jnp.einsum('bcd,dv->bcv', x_BxZxD, unembed_DxV,
                               preferred_element_type=jnp.float32)
-    lse_Bxc = jax.nn.logsumexp(logits_BxcxV, axis=-1)
-    target_logit_Bxc = jnp.take_along_axis(logits_BxcxV, targets_Bxc[..., None], axis=-1)[..., 0]
-    probs_BxcxV = jnp.exp(logits_BxcxV - lse_Bxc[..., None])
+    lse_BxZ = jax.nn.logsumexp(logits_BxZxV, axis=-1)
+    target_logit_BxZ = jnp.take_along_axis(logits_BxZxV, targets_BxZ[..., None], axis=-1)[..., 0]
+    probs_BxZxV = jnp.exp(logits_BxZxV - lse_BxZ[..., None])
     # d/dlogits of mean(nll) + z_loss * mean(lse^2): (p - onehot + 2 z lse p) / N.
-    scale_Bxc = (1.0 + 2.0 * z_loss * lse_Bxc) if z_loss else jnp.ones_like(lse_Bxc)
-    one_hot_BxcxV = jax.nn.one_hot(targets_Bxc, logits_BxcxV.shape[-1], dtype=jnp.float32)
-    dlogits_BxcxV = ((probs_BxcxV * scale_Bxc[..., None] - one_hot_BxcxV) / num_tokens
-                     ).astype(x_BxcxD.dtype)
-    dx_BxcxD = jnp.einsum('bcv,vd->bcd', dlogits_BxcxV, unembed_VxD,
-                          preferred_element_type=jnp.float32).astype(x_BxcxD.dtype)
-    dunembed_DxV += jnp.einsum('dbc,bcv->dv', xT_DxBxc, dlogits_BxcxV,
+    scale_BxZ = (1.0 + 2.0 * z_loss * lse_BxZ) if z_loss else jnp.ones_like(lse_BxZ)
+    one_hot_BxZxV = jax.nn.one_hot(targets_BxZ, logits_BxZxV.shape[-1], dtype=jnp.float32)
+    dlogits_BxZxV = ((probs_BxZxV * scale_BxZ[..., None] - one_hot_BxZxV) / num_tokens
+                     ).astype(x_BxZxD.dtype)
+    dx_BxZxD = jnp.einsum('bcv,vd->bcd', dlogits_BxZxV, unembed_VxD,
+                          preferred_element_type=jnp.float32).astype(x_BxZxD.dtype)
+    dunembed_DxV += jnp.einsum('dbc,bcv->dv', xT_DxBxc, dlogits_BxZxV,
                                preferred_element_type=jnp.float32)
-    sums = (jnp.sum(lse_Bxc - target_logit_Bxc), jnp.sum(jnp.square(lse_Bxc)))
-    return dunembed_DxV, (sums, dx_BxcxD)
+    sums = (jnp.sum(lse_BxZ - target_logit_BxZ), jnp.sum(jnp.square(lse_BxZ)))
+    return dunembed_DxV, (sums, dx_BxZxD)
 
-  dunembed_DxV, ((nll_C, lse_sq_C), dx_CxBxcxD) = jax.lax.scan(
+  dunembed_DxV, ((nll_C, lse_sq_C), dx_CxBxZxD) = jax.lax.scan(
       one_chunk, jnp.zeros(unembed_DxV.shape, jnp.float32),
-      (x_CxBxcxD, xT_CxDxBxc, targets_CxBxc))
+      (x_CxBxZxD, xT_CxDxBxc, targets_CxBxZ))
   nll = jnp.sum(nll_C) / num_tokens
   loss = nll + z_loss * jnp.sum(lse_sq_C) / num_tokens if z_loss else nll
-  dx_BxTxD = jnp.swapaxes(dx_CxBxcxD, 0, 1).reshape(b, t, d)
+  dx_BxTxD = jnp.swapaxes(dx_CxBxZxD, 0, 1).reshape(b, t, d)
   return (loss, nll), (dx_BxTxD, dunembed_DxV.astype(unembed_DxV.dtype))
 
 

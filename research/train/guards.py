@@ -10,7 +10,7 @@ class SpikeDetector:
   """Flags a loss that is not finite, or above the running mean by `threshold` std devs.
 
   The window holds the last `window` accepted losses; no spike is called before it holds
-  `min_history` of them. Its state round-trips through `to_dict` for checkpoints.
+  `min_history` of them. The train loop checkpoints `history` and passes it back on resume.
   """
 
   def __init__(self, threshold: float, window: int, min_history: int = 10, history=()):
@@ -29,6 +29,3 @@ class SpikeDetector:
 
   def accept(self, loss: float) -> None:
     self.history.append(loss)
-
-  def to_dict(self) -> dict:
-    return {'history': list(self.history)}

@@ -149,6 +149,9 @@ def _train(config, workdir, mesh, rules, batch_hook, log, profile) -> dict:
   writer = metrics_lib.MetricsWriter(workdir)
   log(f'model: {counts.total:,} params ({counts.non_embedding:,} non-embedding); '
       f'{tokens_per_step:,} tokens/step; peak {peak_flops / 1e9:.1f} GFLOP/s measured')
+  epochs = t.num_steps * tokens_per_step / data.train_tokens
+  log(f'data: {data.train_tokens:,} train tokens ({epochs:.2f} epochs in {t.num_steps} steps), '
+      f'{data.validation_tokens:,} validation tokens')
 
   def save(step):
     loop.spike_history = list(guard.history)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import jax
 import ml_collections
 
+from research.data.corpus import CORPORA
 from research.model.config import validate_model_config
 from research.parallel.mesh import resolve_shape
 from research.train.schedules import SCHEDULES
@@ -52,8 +53,8 @@ def validate_config(config: ml_collections.ConfigDict, num_devices: int | None =
           f'must be divisible by the number of processes ({jax.process_count()})')
   if not 0 < d.validation_fraction < 1:
     _fail('data.validation_fraction', d.validation_fraction, 'must be in (0, 1)')
-  if d.corpus not in ('default', 'text_dir', 'tfds'):
-    _fail('data.corpus', d.corpus, "unknown; expected 'default', 'text_dir' or 'tfds'")
+  if d.corpus not in CORPORA:
+    _fail('data.corpus', d.corpus, f'unknown; expected one of {CORPORA}')
   if d.corpus == 'text_dir' and not d.text_dir:
     _fail('data.text_dir', d.text_dir, "required when data.corpus='text_dir'")
   if d.corpus == 'tfds' and not d.tfds_name:
