@@ -18,6 +18,7 @@ from absl import logging
 from ml_collections import config_flags
 
 from research.parallel.distributed import initialize
+from research.run_dir import DirectoryInUse
 from research.train.loop import train
 
 _CONFIG = config_flags.DEFINE_config_file('config', None, 'Path to a config file (get_config()).',
@@ -50,7 +51,7 @@ def main(argv):
   try:
     initialize(_CONFIG.value.distributed)
     summary = train(_CONFIG.value, _WORKDIR.value, profile=_PROFILE.value)
-  except ValueError as e:
+  except (ValueError, DirectoryInUse) as e:
     print(f'error: {e}', file=sys.stderr)
     sys.exit(2)
   print(f'status={summary["status"]} step={summary["step"]} '

@@ -61,6 +61,8 @@ def default_train_config() -> ml_collections.ConfigDict:
   c.eval_every = 200
   c.checkpoint_every = 200
   c.keep_checkpoints = 3
+  c.verify_checkpoints = True  # record each checkpoint's checksums; check them before a restore
+  c.run_lock = 'auto'  # auto | flock | lease: how the run directory is held by one process
   c.spike_threshold = 6.0  # std devs above the running mean that count as a loss spike
   c.spike_window = 50
   c.skip_batches_after_rollback = 20

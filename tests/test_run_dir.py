@@ -54,33 +54,102 @@ def test_metrics_are_read_per_step_and_trimmed_after_a_rollback(tmp_path):
 
 def test_claim_writes_the_config_once_and_refuses_another(tmp_path):
   config = base_config()
-  run_dir.claim(tmp_path / 'run', config)
+  assert run_dir.claim(tmp_path / 'run', config) == []
   stored = run_dir.read_config(tmp_path / 'run')
   assert stored == json.loads(run_dir.config_json(config))
-  run_dir.claim(tmp_path / 'run', config)  # the same config: accepted
+  assert run_dir.claim(tmp_path / 'run', config) == []  # the same config: accepted
   config.train.learning_rate = 1e-4
   with pytest.raises(ValueError, match=r'train\.learning_rate: 0\.003 in the directory, 0\.0001'):
     run_dir.claim(tmp_path / 'run', config)
 
 
-def test_a_finished_sweep_written_by_the_first_release_is_still_finished(tmp_path):
-  """Run ids are config hashes: unchanged configs must hash as before, or every finished sweep
-  would be trained again."""
+def test_identity_is_the_experiment_not_how_it_executes():
+  config = base_config()
+  execution = config.copy_and_resolve_references()
+  execution.mesh.ici = (2, 2, 2)
+  execution.distributed.num_processes = 2
+  execution.model.attention_impl = 'blockwise'
+  execution.train.update(log_every=1, eval_every=7, checkpoint_every=5, keep_checkpoints=9,
+                         loss_chunk_len=0, grad_accum_steps=2)
+  execution.data.data_dir = '/elsewhere'
+  assert run_dir.config_hash(execution) == run_dir.config_hash(config)
+  for section, field, value in (('model', 'd_model', 64), ('train', 'num_steps', 7),
+                                ('train', 'seed', 1), ('data', 'seq_len', 64),
+                                ('train', 'schedule', 'wsd'), ('model', 'scan_layers', True)):
+    other = config.copy_and_resolve_references()
+    other[section][field] = value
+    assert run_dir.config_hash(other) != run_dir.config_hash(config), (section, field)
+
+
+def test_a_run_resumes_with_other_execution_fields_and_says_which(tmp_path):
+  config = base_config()
+  run_dir.claim(tmp_path, config)
+  config.mesh.ici = (8, 1, 1)
+  config.train.checkpoint_every = 50
+  changed = run_dir.claim(tmp_path, config)
+  assert changed == ['mesh.ici: [-1, 1, 1] in the directory, [8, 1, 1] now',
+                     'train.checkpoint_every: 200 in the directory, 50 now']
+  assert run_dir.read_config(tmp_path)['mesh']['ici'] == [8, 1, 1]  # config.json says how now
+
+
+def test_an_older_config_json_without_newer_fields_is_the_same_experiment(tmp_path):
+  config = base_config()
+  stored = json.loads(run_dir.config_json(config))
+  del stored['train']['verify_checkpoints'], stored['train']['z_loss']  # added after it was written
+  stored['train']['a_field_since_removed'] = 1
+  (tmp_path / run_dir.CONFIG_FILE).write_text(json.dumps(stored))
+  assert run_dir.claim(tmp_path, config, defaults=base_config().to_dict()) == []
+  config.train.z_loss = 1e-4  # not the default the old run trained with
+  with pytest.raises(ValueError, match=r'train\.z_loss: 0\.0 in the directory, 0\.0001 now'):
+    run_dir.claim(tmp_path, config, defaults=base_config().to_dict())
+
+
+def _write_legacy_quickstart(workdir) -> dict:
+  """The first release's finished quickstart sweep: its 15 config.json files and summaries."""
   legacy = json.loads(LEGACY_QUICKSTART.read_text())
-  runs = plan.resolve_runs(plan.load_sweep(ROOT / 'configs' / 'sweeps' / 'quickstart.py'),
-                           tmp_path, 'quickstart')
-  assert sorted(r.run_id for r in runs) == sorted(legacy)
   for run_id, config in legacy.items():
-    (tmp_path / run_id).mkdir()
-    (tmp_path / run_id / run_dir.CONFIG_FILE).write_text(json.dumps(config))
-    run_dir.write_json_atomically(tmp_path / run_id / run_dir.SUMMARY_FILE, {
+    (workdir / run_id).mkdir(parents=True)
+    (workdir / run_id / run_dir.CONFIG_FILE).write_text(json.dumps(config))
+    run_dir.write_json_atomically(workdir / run_id / run_dir.SUMMARY_FILE, {
         'status': 'completed', 'step': config['train']['num_steps'], 'final_eval_loss': 4.0})
-  before = sorted(os.listdir(tmp_path))
+  return legacy
+
+
+def _quickstart(**mesh):
+  sweep = plan.load_sweep(ROOT / 'configs' / 'sweeps' / 'quickstart.py')
+  for _, config in sweep:
+    config.mesh.update(mesh)
+  return sweep
+
+
+@pytest.mark.parametrize('mesh', [{}, {'ici': (1, 1, 1), 'dcn': (1, 1, 1)}],
+                         ids=['same mesh', 'another mesh'])
+def test_a_finished_sweep_written_by_the_first_release_is_still_finished(tmp_path, mesh):
+  """Its run ids hashed the whole config, mesh included; its directories are found by their
+  experiment fields, and nothing is trained again."""
+  legacy = _write_legacy_quickstart(tmp_path)
+  runs = plan.resolve_runs(_quickstart(**mesh), tmp_path, 'quickstart')
+  assert sorted(r.run_id for r in runs) == sorted(legacy)
+  before = {p.name: (p / run_dir.CONFIG_FILE).read_text() for p in tmp_path.iterdir()}
   logged = []
-  rows = runner.run_sweep(plan.load_sweep(ROOT / 'configs' / 'sweeps' / 'quickstart.py'),
-                          tmp_path, sweep_name='quickstart', log=logged.append)
+  rows = runner.run_sweep(_quickstart(**mesh), tmp_path, sweep_name='quickstart',
+                          log=logged.append)
   assert len(rows) == 15 and {r['status'] for r in rows} == {'completed'}
   assert '15 runs: 15 finished or skipped, 0 to run' in logged
-  after = set(os.listdir(tmp_path))
-  assert set(before) <= after
   assert {p.name for p in table.run_dirs(tmp_path)} == set(legacy)
+  for name, text in before.items():  # finished runs are left as they were
+    assert (tmp_path / name / run_dir.CONFIG_FILE).read_text() == text
+
+
+def test_a_finished_sweep_launched_on_another_mesh_trains_nothing(tmp_path):
+  runs = plan.resolve_runs(_quickstart(), tmp_path, 'quickstart')
+  for run in runs:  # finished by this version on the default mesh
+    plan.write_run_files(run)
+    run_dir.write_json_atomically(run.run_dir / run_dir.SUMMARY_FILE, {'status': 'completed',
+                                                                        'step': 1})
+  again = plan.resolve_runs(_quickstart(ici=(1, 1, 1)), tmp_path, 'quickstart')
+  assert [r.run_id for r in again] == [r.run_id for r in runs]
+  logged = []
+  runner.run_sweep(_quickstart(ici=(1, 1, 1)), tmp_path, sweep_name='quickstart',
+                   log=logged.append)
+  assert '15 runs: 15 finished or skipped, 0 to run' in logged

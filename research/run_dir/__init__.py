@@ -14,10 +14,14 @@ from research.run_dir.atomic import read_json
 from research.run_dir.atomic import write_atomically
 from research.run_dir.atomic import write_json_atomically
 from research.run_dir.atomic import write_text_atomically
+from research.run_dir.identity import EXECUTION_FIELDS
 from research.run_dir.identity import claim
 from research.run_dir.identity import config_diff
 from research.run_dir.identity import config_hash
 from research.run_dir.identity import config_json
+from research.run_dir.identity import experiment_diff
+from research.run_dir.identity import experiment_fields
+from research.run_dir.identity import same_experiment
 from research.run_dir.layout import CONFIG_FILE
 from research.run_dir.layout import SUMMARY_FILE
 from research.run_dir.layout import METRICS_FILE
@@ -29,6 +33,9 @@ from research.run_dir.layout import RUNNER_FILE
 from research.run_dir.layout import LOG_FILE
 from research.run_dir.layout import RUN_CONFIG_FILE
 from research.run_dir.layout import LOCK_FILE
+from research.run_dir.layout import LEASE_FILE
+from research.run_dir.layout import CHECKSUMS_DIR
+from research.run_dir.layout import REJECTED_DIR
 from research.run_dir.layout import RESULTS_FILE
 from research.run_dir.layout import RESULTS_PARQUET_FILE
 from research.run_dir.layout import MANIFEST_FILE
@@ -38,6 +45,8 @@ from research.run_dir.layout import FITS_DIR
 from research.run_dir.layout import FITS_FILE
 from research.run_dir.layout import read_config
 from research.run_dir.layout import read_summary
+from research.run_dir.lock import DirectoryInUse
+from research.run_dir.lock import RunLock
 from research.run_dir.metrics import metric_records
 from research.run_dir.metrics import read_metrics
 from research.run_dir.metrics import truncate_metrics_after

@@ -18,7 +18,10 @@ PROFILE_DIR = 'profile'  # a jax.profiler trace, when asked for
 RUNNER_FILE = 'runner.json'  # attempts, exit code, git commit
 LOG_FILE = 'train.log'  # every attempt's output, appended
 RUN_CONFIG_FILE = 'run_config.py'  # a get_config() that loads config.json, for the train CLI
-LOCK_FILE = '.lock'  # held by the one process working in the run directory
+LOCK_FILE = '.lock'  # held by the one process working in the run directory; names it
+LEASE_FILE = '.lease.json'  # the lock where the filesystem has none: holder and last renewal
+CHECKSUMS_DIR = 'checkpoint_checksums'  # <step>.json: sha256 of every file of a checkpoint
+REJECTED_DIR = 'rejected_checkpoints'  # checkpoints that failed verification, kept, never deleted
 
 # A sweep directory: run directories DIR/<run_id>, plus these.
 RESULTS_FILE = 'results.csv'  # one row per run, rebuilt from the run directories

@@ -1,12 +1,41 @@
-"""One process per run directory (and one driver per sweep directory): an exclusive lock."""
+"""One process per run directory (and one driver per sweep directory).
+
+Where the filesystem has POSIX locks (local disks, NFS v4), an exclusive `flock` on `.lock`: the
+kernel releases it when the holder exits, however it exits (SIGKILL included), and a second
+process is refused at once. The lock file names its holder (pid, host, since), so the refusal
+says who holds it. A training process started by the sweep runner inherits the runner's lock
+(`INHERITED_LOCK_ENV` names the descriptor) instead of taking a second one.
+
+Where locks are missing or only local to one machine (object stores, FUSE mounts of buckets), a
+lease: `.lease.json` names its holder and is renewed every `ttl_s / 3` by a heartbeat thread; a
+lease not renewed for `ttl_s` has expired and may be taken over. It excludes a second process as
+long as the store reads back what was last written (GCS and S3 do) and the hosts' clocks agree to
+well within `ttl_s`; a killed holder keeps the directory until its lease expires; two processes
+starting within the same fraction of a second are told apart by reading the lease back after
+writing it, which a store that reorders writes could defeat.
+"""
 
 from __future__ import annotations
 
+import errno
 import fcntl
+import json
 import os
+import socket
+import threading
 import time
+import uuid
 
-from research.run_dir.layout import LOCK_FILE
+from research.run_dir.atomic import read_json, write_json_atomically
+from research.run_dir.layout import LEASE_FILE, LOCK_FILE
+
+INHERITED_LOCK_ENV = 'RESEARCH_RUN_LOCK_FD'  # fd of a run-directory lock a parent passed down
+LOCK_KINDS = ('auto', 'flock', 'lease')
+LEASE_TTL_S = 60.0
+
+
+class DirectoryInUse(RuntimeError):
+  """Another process holds the run directory."""
 
 
 def try_lock(directory, lock_file: str = LOCK_FILE) -> int | None:
@@ -22,6 +51,9 @@ def try_lock(directory, lock_file: str = LOCK_FILE) -> int | None:
   except BlockingIOError:
     os.close(fd)
     return None
+  except OSError:
+    os.close(fd)
+    raise
 
 
 def wait_for_lock(directory, lock_file: str = LOCK_FILE, poll_s: float = 2.0) -> int:
@@ -29,3 +61,129 @@ def wait_for_lock(directory, lock_file: str = LOCK_FILE, poll_s: float = 2.0) ->
   while (fd := try_lock(directory, lock_file)) is None:
     time.sleep(poll_s)
   return fd
+
+
+def _holder() -> dict:
+  return {'pid': os.getpid(), 'host': socket.gethostname(),
+          'since': time.strftime('%Y-%m-%dT%H:%M:%S%z')}
+
+
+def _describe(holder: dict | None) -> str:
+  if not holder:
+    return 'another process'
+  return f'pid {holder.get("pid")} on {holder.get("host")} (since {holder.get("since")})'
+
+
+def _inherited_fd(path: str) -> int | None:
+  """The lock fd a parent passed down for `path`, if it is one (same file, still open)."""
+  value = os.environ.get(INHERITED_LOCK_ENV)
+  if not value:
+    return None
+  try:
+    fd, held, here = int(value), os.fstat(int(value)), os.stat(path)
+  except (ValueError, OSError):
+    return None
+  return fd if (held.st_dev, held.st_ino) == (here.st_dev, here.st_ino) else None
+
+
+class _Flock:
+  def __init__(self, directory):
+    self.path = os.path.join(directory, LOCK_FILE)
+    self.fd = None
+
+  def acquire(self) -> None:
+    if os.path.exists(self.path) and (fd := _inherited_fd(self.path)) is not None:
+      self.fd = fd
+    else:
+      self.fd = try_lock(os.path.dirname(self.path))
+    if self.fd is None:
+      try:
+        holder = json.loads(open(self.path).read() or 'null')
+      except (OSError, json.JSONDecodeError):
+        holder = None
+      raise DirectoryInUse(f'{os.path.dirname(self.path)} is in use by {_describe(holder)}; '
+                           'wait for it to finish or stop it, then run the same command again')
+    os.ftruncate(self.fd, 0)
+    os.pwrite(self.fd, json.dumps(_holder()).encode(), 0)
+
+  def release(self) -> None:
+    if self.fd is not None:
+      os.close(self.fd)
+      self.fd = None
+
+
+class _Lease:
+  def __init__(self, directory, ttl_s: float):
+    self.path = os.path.join(directory, LEASE_FILE)
+    self.ttl_s = ttl_s
+    self.record = {**_holder(), 'owner': uuid.uuid4().hex, 'ttl_s': ttl_s}
+    self._stop = threading.Event()
+    self._thread = None
+
+  def _live(self, lease: dict | None) -> bool:
+    return bool(lease) and time.time() - lease.get('renewed', 0) < lease.get('ttl_s', self.ttl_s)
+
+  def acquire(self) -> None:
+    lease = read_json(self.path)
+    if self._live(lease) and lease.get('owner') != self.record['owner']:
+      raise DirectoryInUse(f'{os.path.dirname(self.path)} is leased by {_describe(lease)}, '
+                           f'renewed {time.time() - lease["renewed"]:.0f} s ago (expires after '
+                           f'{lease["ttl_s"]:.0f} s without renewal)')
+    self._write()
+    time.sleep(min(0.5, self.ttl_s / 10))  # a concurrent writer's lease lands by now
+    lease = read_json(self.path)
+    if not lease or lease.get('owner') != self.record['owner']:
+      raise DirectoryInUse(f'{os.path.dirname(self.path)} was leased at the same moment by '
+                           f'{_describe(lease)}')
+    self._thread = threading.Thread(target=self._heartbeat, daemon=True)
+    self._thread.start()
+
+  def _write(self) -> None:
+    write_json_atomically(self.path, {**self.record, 'renewed': time.time()})
+
+  def _heartbeat(self) -> None:
+    while not self._stop.wait(self.ttl_s / 3):
+      self._write()
+
+  def release(self) -> None:
+    self._stop.set()
+    if self._thread is not None:
+      self._thread.join()
+      self._thread = None
+    lease = read_json(self.path)
+    if lease and lease.get('owner') == self.record['owner']:
+      os.remove(self.path)
+
+
+class RunLock:
+  """`with RunLock(run_dir):` holds the run directory for this process, or raises DirectoryInUse.
+
+  `kind`: 'flock', 'lease', or 'auto' (flock, and a lease where the filesystem has no locks).
+  """
+
+  def __init__(self, directory, kind: str = 'auto', ttl_s: float = LEASE_TTL_S):
+    if kind not in LOCK_KINDS:
+      raise ValueError(f'train.run_lock={kind!r}: expected one of {LOCK_KINDS}')
+    self.directory, self.kind, self.ttl_s = os.fspath(directory), kind, ttl_s
+    self._held = None
+
+  def __enter__(self):
+    os.makedirs(self.directory, exist_ok=True)
+    if self.kind == 'lease':
+      held = _Lease(self.directory, self.ttl_s)
+    else:
+      held = _Flock(self.directory)
+    try:
+      held.acquire()
+    except OSError as e:
+      if self.kind == 'flock' or e.errno not in (errno.ENOLCK, errno.EOPNOTSUPP, errno.ENOSYS):
+        raise
+      held = _Lease(self.directory, self.ttl_s)
+      held.acquire()
+    self._held = held
+    return self
+
+  def __exit__(self, *exc):
+    if self._held is not None:
+      self._held.release()
+      self._held = None

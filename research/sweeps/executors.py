@@ -20,7 +20,7 @@ import time
 from typing import Callable, Sequence
 
 from research import run_dir as run_dir_lib
-from research.run_dir.lock import try_lock, wait_for_lock
+from research.run_dir.lock import INHERITED_LOCK_ENV, try_lock, wait_for_lock
 from research.sweeps.plan import Run
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]  # holds the packages research and experiments
@@ -58,6 +58,7 @@ def _popen(spec: dict, lock_fd: int) -> subprocess.Popen:
   env = {**os.environ, **spec['env']}
   env['PYTHONPATH'] = os.pathsep.join(p for p in (spec['pythonpath'], os.environ.get('PYTHONPATH'))
                                       if p)
+  env[INHERITED_LOCK_ENV] = str(lock_fd)  # the child holds the run directory with our lock
   command = [sys.executable, *spec['args']]
   with open(os.path.join(spec['run_dir'], run_dir_lib.LOG_FILE), 'a') as log:
     log.write(f'\n===== {now()} on {socket.gethostname()}: {" ".join(command)}\n')

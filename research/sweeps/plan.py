@@ -14,7 +14,7 @@ import pathlib
 import ml_collections
 
 from research import run_dir as run_dir_lib
-from research.config import load_python_file
+from research.config import base_config, load_python_file
 
 RUN_CONFIG_PY = (
     f'''"""Written by experiments.sweep: this run's resolved config, from config.json."""
@@ -54,8 +54,10 @@ def load_sweep(path) -> list:
 def resolve_runs(sweep, workdir, sweep_name: str = 'sweep') -> list[Run]:
   """(label, config) pairs -> Runs, each config given a `sweep` section (label at least).
 
-  The run id hashes the whole config, sweep section included; two runs that differ only there
-  would train the same model twice and are refused.
+  The run id hashes the experiment fields of the config, sweep section included; two runs that
+  differ only there would train the same model twice and are refused. A run directory already in
+  `workdir` that holds the same experiment under another name (written by an earlier version, whose
+  ids also hashed how runs executed) is that run's directory: finished sweeps stay finished.
   """
   if not isinstance(sweep, (list, tuple)) or not sweep:
     raise ValueError('get_sweep() must return a non-empty list of (name, config) pairs')
@@ -70,7 +72,7 @@ def resolve_runs(sweep, workdir, sweep_name: str = 'sweep') -> list[Run]:
       if 'sweep' not in config:
         config.sweep = ml_collections.ConfigDict({'name': sweep_name, 'kind': '', 'budget': None})
       config.sweep.label = label
-    training = json.loads(run_dir_lib.config_json(config))
+    training = run_dir_lib.experiment_fields(config)
     training.pop('sweep')
     training = json.dumps(training, sort_keys=True)
     if training in by_training:
@@ -79,11 +81,39 @@ def resolve_runs(sweep, workdir, sweep_name: str = 'sweep') -> list[Run]:
     by_training[training] = label
     run_id = run_dir_lib.config_hash(config)
     runs.append(Run(run_id, label, config, pathlib.Path(workdir) / run_id))
-  return runs
+  return _existing_directories(runs, pathlib.Path(workdir))
+
+
+def _existing_directories(runs: list[Run], workdir: pathlib.Path) -> list[Run]:
+  """Each run whose directory is missing, pointed at a directory of `workdir` holding its
+  experiment under another name, if there is one."""
+  missing = [r for r in runs if not r.run_dir.is_dir()]
+  if not missing or not workdir.is_dir():
+    return runs
+  defaults = base_config().to_dict()
+  claimed = {r.run_dir.name for r in runs}
+  stored = {}
+  for path in sorted(workdir.iterdir()):
+    config = run_dir_lib.read_config(path) if path.is_dir() and path.name not in claimed else None
+    if config is not None and not path.name.count('.'):  # '<id>.failed-<n>' was moved aside
+      stored[path] = config
+  found = {}
+  for run in missing:
+    for path, config in stored.items():
+      if path not in found.values() and run_dir_lib.same_experiment(config, run.config, defaults):
+        found[run.run_id] = path
+        break
+  return [dataclasses.replace(r, run_id=found[r.run_id].name, run_dir=found[r.run_id])
+          if r.run_id in found else r for r in runs]
 
 
 def write_run_files(run: Run) -> None:
-  """config.json (what the train loop checks its directory against) and the run_config.py loader."""
+  """config.json (what the train loop checks its directory against) and the run_config.py loader.
+
+  A finished run's files are left as they are.
+  """
+  if run_dir_lib.read_summary(run.run_dir) is not None:
+    return
   run.run_dir.mkdir(parents=True, exist_ok=True)
   config = json.loads(run_dir_lib.config_json(run.config))
   path = run.run_dir / run_dir_lib.CONFIG_FILE

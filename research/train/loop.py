@@ -7,6 +7,7 @@ checkpoint is always a good one to roll back to.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import pathlib
 import signal
@@ -19,6 +20,7 @@ import ml_collections
 from jax.experimental import multihost_utils
 
 from research import run_dir
+from research.config import base_config
 from research.data import build_data
 from research.model import counting
 from research.parallel import sharding as sharding_lib
@@ -101,23 +103,46 @@ def train(config: ml_collections.ConfigDict, workdir, batch_hook=None, log=print
   data with it). `profile` writes a `jax.profiler` trace of a few steps, after compilation and
   warm-up, into `workdir/profile`. A finished run returns its summary without training.
   """
+  validate_config(config)
+  workdir = pathlib.Path(workdir)
+  log = log if jax.process_index() == 0 else lambda *_: None
+  if (done := _finished(workdir, log)) is not None:
+    return done
   mesh = make_mesh(config.mesh)
   rules = as_rules(config.mesh.rules)
-  with jax.set_mesh(mesh), nn.logical_axis_rules(rules):
-    return _train(config, pathlib.Path(workdir), mesh, rules, batch_hook,
-                  log if jax.process_index() == 0 else lambda *_: None, profile)
+  # Process 0 holds the run directory for as long as it trains: a second process is refused.
+  lock = (run_dir.RunLock(workdir, config.train.run_lock) if jax.process_index() == 0
+          else contextlib.nullcontext())
+  with lock, jax.set_mesh(mesh), nn.logical_axis_rules(rules):
+    if (done := _finished(workdir, log)) is not None:  # finished while we waited to start
+      return done
+    return _train(config, workdir, mesh, rules, batch_hook, log, profile)
 
 
-def _train(config, workdir, mesh, rules, batch_hook, log, profile) -> dict:
-  """The loop itself, inside the mesh and its axis rules."""
-  validate_config(config)
+def _finished(workdir, log) -> dict | None:
+  """The summary of a finished run in `workdir`, or None."""
   done = run_dir.read_summary(workdir)
   if done is not None:
     log(f'{workdir} already holds a finished run (status {done["status"]!r}, step '
         f'{done["step"]}); nothing to do. Use a new --workdir to train again.')
-    return done
+  return done
+
+
+def _last_logged(workdir, key: str, step: int, default: float) -> float:
+  """The value of `key` logged at `step` in metrics.jsonl (process 0 reads it), else `default`."""
+  if jax.process_index() != 0 or not (workdir / run_dir.METRICS_FILE).exists():
+    return default
+  values = [r[key] for r in run_dir.metric_records(workdir) if r.get('step') == step and key in r]
+  return float(values[-1]) if values else default
+
+
+def _train(config, workdir, mesh, rules, batch_hook, log, profile) -> dict:
+  """The loop itself, inside the mesh and its axis rules, holding the run directory."""
+  changed = []
   if jax.process_index() == 0:
-    run_dir.claim(workdir, config)
+    changed = run_dir.claim(workdir, config, base_config().to_dict())
+    for change in changed:
+      log(f'resuming with a changed execution field: {change}')
   m, t = config.model, config.train
 
   data = _build_data_in_turn(config, str(workdir / run_dir.TOKENIZER_FILE))
@@ -129,12 +154,18 @@ def _train(config, workdir, mesh, rules, batch_hook, log, profile) -> dict:
   state = fresh_state()
   fresh_state_abstract = ckpt.abstract_like(state)
   manager = ckpt.make_manager(workdir, t.keep_checkpoints)
+  checksums = ckpt.ChecksumRecorder(workdir, manager, t.verify_checkpoints)
   loop = LoopState()
-  latest = manager.latest_step()
-  if latest is not None:
-    state, meta = ckpt.restore(manager, latest, fresh_state_abstract, data.train_iter)
-    loop = LoopState(**meta)
-    log(f'resumed from the checkpoint at step {latest}')
+  if manager.all_steps():
+    try:
+      latest, state, meta = ckpt.restore_newest_good(manager, workdir, fresh_state_abstract,
+                                                     data.train_iter, log)
+      loop = LoopState(**meta)
+      log(f'resumed from the checkpoint at step {latest}')
+    except ckpt.NoGoodCheckpoint:
+      log('no checkpoint passed verification: training from the start')
+    if checksums.enabled:  # checkpoints committed just before a kill have none yet
+      ckpt.record_new_checksums(workdir)
   metrics_lib.truncate_after(workdir, int(state.step))
   guard = SpikeDetector(t.spike_threshold, t.spike_window, history=loop.spike_history)
 
@@ -147,6 +178,8 @@ def _train(config, workdir, mesh, rules, batch_hook, log, profile) -> dict:
   flops_per_token = counting.flops_report(m, seq_len)
   counts = counting.predict_param_counts(m)
   writer = metrics_lib.MetricsWriter(workdir)
+  if changed:
+    writer.write({'step': int(state.step), 'event': 'execution_changed', 'changes': changed})
   log(f'model: {counts.total:,} params ({counts.non_embedding:,} non-embedding); '
       f'{tokens_per_step:,} tokens/step; peak {peak_flops / 1e9:.1f} GFLOP/s measured')
   epochs = t.num_steps * tokens_per_step / data.train_tokens
@@ -156,6 +189,7 @@ def _train(config, workdir, mesh, rules, batch_hook, log, profile) -> dict:
   def save(step):
     loop.spike_history = list(guard.history)
     ckpt.save(manager, step, state, data.train_iter, dataclasses.asdict(loop))
+    checksums.saved()
 
   def rollback(bad_step: int, why: str):
     """Back to the latest good checkpoint, skipping every batch up to and past the bad one."""
@@ -165,14 +199,16 @@ def _train(config, workdir, mesh, rules, batch_hook, log, profile) -> dict:
     if loop.rollbacks_in_a_row > t.max_rollbacks:
       raise Diverged(f'{why} at step {bad_step}; {t.max_rollbacks} rollbacks in a row did not '
                      'get past it')
-    manager.wait_until_finished()
-    good = manager.latest_step()
-    if good is None:
+    checksums.wait()
+    if jax.process_count() > 1:  # process 0 has recorded the checksums the others will check
+      multihost_utils.sync_global_devices('checksums recorded')
+    try:  # the newest checkpoint that verifies and holds finite parameters
+      good, state, _ = ckpt.restore_newest_good(manager, workdir, fresh_state_abstract,
+                                                data.train_iter, log)
+    except ckpt.NoGoodCheckpoint:
       state = fresh_state()
       data.train_iter.set_state(initial_iterator_state)
       good = 0
-    else:
-      state, _ = ckpt.restore(manager, good, fresh_state_abstract, data.train_iter)
     skip = bad_step - good + t.skip_batches_after_rollback
     for _ in range(skip):
       next(data.train_iter)
@@ -236,6 +272,7 @@ def _train(config, workdir, mesh, rules, batch_hook, log, profile) -> dict:
         state, device_metrics = train_step(state,
                                            sharding_lib.global_batch(batch, batch_sharding))
         step += 1
+        checksums.poll()
         if pending is not None and not check(*pending):
           step = rollback(pending[0], 'loss spike or non-finite loss')
           pending, last_time = None, time.perf_counter()
@@ -262,6 +299,7 @@ def _train(config, workdir, mesh, rules, batch_hook, log, profile) -> dict:
             loop.rollbacks_in_a_row = 0
           if preemption.requested:
             manager.wait_until_finished()
+            checksums.wait()
             log(f'SIGTERM: saved step {step}; run the same command to continue')
             writer.close()
             return {'status': 'preempted', 'step': step}
@@ -269,8 +307,15 @@ def _train(config, workdir, mesh, rules, batch_hook, log, profile) -> dict:
       status = 'diverged'
       log(f'diverged: {e}')
   manager.wait_until_finished()
+  checksums.wait()
   if bar is not None:
     bar.close()
+  if status == 'completed' and not eval_metrics:
+    # Resumed from the final checkpoint (killed before the summary was written): the logged
+    # final train loss, and the final evaluation again (deterministic: the same params and set).
+    last_train_loss = _last_logged(workdir, 'loss', step, last_train_loss)
+    eval_metrics = evaluate(eval_step, state.params, data.eval_set)
+    writer.write({'step': step, **eval_metrics})
 
   tokens = step * tokens_per_step
   summary = {

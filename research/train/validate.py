@@ -6,6 +6,7 @@ import jax
 import ml_collections
 
 from research.data.corpus import CORPORA
+from research.run_dir.lock import LOCK_KINDS
 from research.model.config import validate_model_config
 from research.parallel.mesh import resolve_shape
 from research.train.schedules import SCHEDULES
@@ -51,6 +52,8 @@ def validate_config(config: ml_collections.ConfigDict, num_devices: int | None =
   if t.batch_size % jax.process_count():
     _fail('train.batch_size', t.batch_size,
           f'must be divisible by the number of processes ({jax.process_count()})')
+  if t.run_lock not in LOCK_KINDS:
+    _fail('train.run_lock', t.run_lock, f'unknown; expected one of {LOCK_KINDS}')
   if not 0 < d.validation_fraction < 1:
     _fail('data.validation_fraction', d.validation_fraction, 'must be in (0, 1)')
   if d.corpus not in CORPORA:
