@@ -123,6 +123,8 @@ def test_killed_on_a_2x2x2_mesh_it_resumes_on_8x1x1_and_on_one_device(setup, tmp
     assert 'changed execution field: mesh.ici: [2, 2, 2] in the directory' in out, out
     summary = run_dir.read_summary(workdir)
     for key in ('final_train_loss', 'final_eval_loss'):
+      print(f'resumed on {ici}: {key} {summary[key]!r} vs {expected[key]!r} uninterrupted '
+            f'(relative difference {abs(summary[key] / expected[key] - 1):.2e})')
       np.testing.assert_allclose(summary[key], expected[key], rtol=2e-5, err_msg=f'{ici} {key}')
 
 
@@ -139,6 +141,7 @@ def test_a_second_process_is_refused_then_takes_over_after_the_first_is_killed(s
   finally:
     first.kill()
     first.wait()
+  print(f'second process refused after {refused_after_s:.1f} s: {out.strip().splitlines()[-1]}')
   assert second.returncode == 2, out
   assert f'is in use by pid {first.pid} on {socket.gethostname()}' in out, out
   assert refused_after_s < 60  # Python and jax start-up, then the refusal at once

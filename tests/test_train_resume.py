@@ -1,22 +1,15 @@
 """Exact resume: a run killed (SIGKILL, also mid-save) or preempted (SIGTERM) and restarted ends
 bitwise equal to an uninterrupted run."""
 
-import os
-import pathlib
 import signal
-import subprocess
-import sys
-import time
 
-import jax
-import numpy as np
 import pytest
 
 from research.train.checkpoint import load_state
 from research.train.loop import train
-from tests.train_helpers import tiny_config, write_corpus
+from tests.train_helpers import (assert_states_equal, launch_train, logged_step, tiny_config,
+                                 wait_for, write_corpus)
 
-ROOT = pathlib.Path(__file__).parents[1]
 NUM_STEPS = 60
 
 
@@ -35,33 +28,6 @@ def setup(tmp_path_factory):
   return config_file, load_state(reference)
 
 
-def launch(config_file, workdir):
-  env = dict(os.environ, PYTHONPATH=str(ROOT), JAX_PLATFORMS='cpu')
-  return subprocess.Popen(
-      [sys.executable, '-m', 'experiments.train', f'--config={config_file}', f'--workdir={workdir}'],
-      cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-
-
-def logged_step(workdir) -> int:
-  path = workdir / 'metrics.jsonl'
-  if not path.exists():
-    return 0
-  lines = path.read_text().splitlines()
-  return len(lines) and int(lines[-1].split('"step": ')[1].split(',')[0].split('}')[0])
-
-
-def wait_for(predicate, process, timeout=120):
-  deadline = time.time() + timeout
-  while time.time() < deadline:
-    if predicate():
-      return True
-    if process.poll() is not None:
-      return False
-    time.sleep(0.002)
-  process.kill()
-  raise TimeoutError('the training process did not reach the expected point')
-
-
 def saving(workdir) -> bool:
   """True while Orbax writes a checkpoint into a temporary directory (renamed on commit)."""
   directory = workdir / 'checkpoints'
@@ -69,7 +35,7 @@ def saving(workdir) -> bool:
 
 
 def finish(config_file, workdir):
-  process = launch(config_file, workdir)
+  process = launch_train(config_file, workdir)
   out, _ = process.communicate(timeout=300)
   assert process.returncode == 0, out
   assert 'status=completed' in out
@@ -79,16 +45,13 @@ def assert_bitwise_equal(workdir, reference):
   step, state = load_state(workdir)
   ref_step, ref_state = reference
   assert step == ref_step == NUM_STEPS
-  leaves, ref_leaves = jax.tree.leaves(state), jax.tree.leaves(ref_state)
-  assert len(leaves) == len(ref_leaves)
-  for a, b in zip(leaves, ref_leaves):
-    np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+  assert_states_equal(state, ref_state)
 
 
 def test_sigkill_mid_run_then_resume_is_bitwise_exact(setup, tmp_path):
   config_file, reference = setup
   workdir = tmp_path / 'run'
-  process = launch(config_file, workdir)
+  process = launch_train(config_file, workdir)
   assert wait_for(lambda: logged_step(workdir) >= 25, process)
   process.send_signal(signal.SIGKILL)
   process.wait()
@@ -100,7 +63,7 @@ def test_sigkill_mid_run_then_resume_is_bitwise_exact(setup, tmp_path):
 def test_sigkill_during_checkpoint_save_then_resume_is_bitwise_exact(setup, tmp_path):
   config_file, reference = setup
   workdir = tmp_path / 'run'
-  process = launch(config_file, workdir)
+  process = launch_train(config_file, workdir)
   # Skip the first save so that a committed checkpoint exists, then kill inside the next one.
   assert wait_for(lambda: logged_step(workdir) >= 12, process)
   caught = wait_for(lambda: saving(workdir), process)
@@ -114,7 +77,7 @@ def test_sigkill_during_checkpoint_save_then_resume_is_bitwise_exact(setup, tmp_
 def test_sigterm_saves_and_exits_zero_then_resume_is_bitwise_exact(setup, tmp_path):
   config_file, reference = setup
   workdir = tmp_path / 'run'
-  process = launch(config_file, workdir)
+  process = launch_train(config_file, workdir)
   assert wait_for(lambda: logged_step(workdir) >= 25, process)
   process.send_signal(signal.SIGTERM)
   out, _ = process.communicate(timeout=120)
