@@ -77,7 +77,7 @@ def logged_step(workdir) -> int:
   return steps[-1] if steps else 0
 
 
-def wait_for(predicate, process, timeout=180):
+def wait_for(predicate, process, timeout=600):
   """True once `predicate()` holds; False if the process ended first; TimeoutError after timeout."""
   deadline = time.time() + timeout
   while time.time() < deadline:
