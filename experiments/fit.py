@@ -31,6 +31,12 @@ _N_BOOTSTRAP = flags.DEFINE_integer('n_bootstrap', 200, 'Bootstrap replicates pe
                                     '(Approach 3 uses at most 100).')
 _SEED = flags.DEFINE_integer('seed', 0, 'Seed of the bootstrap.')
 _CONFIDENCE = flags.DEFINE_float('confidence', 0.95, 'Level of the bootstrap intervals.')
+_ISOFLOP_METHOD = flags.DEFINE_enum('isoflop_method', 'parabola', ['parabola', 'akima'],
+                                   "Approach 2: each budget's minimum from a parabola in log N "
+                                   'or an Akima interpolation within the sizes trained.')
+_KEEP_EXTRAPOLATED = flags.DEFINE_bool('keep_extrapolated', False,
+                                       'Approach 2: keep budgets whose minimum the sizes trained '
+                                       'do not bracket (by default they are left out).')
 flags.mark_flags_as_required(['workdir'])
 
 
@@ -65,7 +71,9 @@ def main(argv):
                                 kaplan_params=_KAPLAN_PARAMS.value,
                                 accuracy_column=_ACCURACY.value,
                                 n_bootstrap=_N_BOOTSTRAP.value, seed=_SEED.value,
-                                confidence=_CONFIDENCE.value)
+                                confidence=_CONFIDENCE.value,
+                                isoflop_method=_ISOFLOP_METHOD.value,
+                                keep_extrapolated=_KEEP_EXTRAPOLATED.value)
   except ValueError as e:
     print(f'error: {e}', file=sys.stderr)
     sys.exit(2)

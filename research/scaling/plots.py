@@ -50,21 +50,28 @@ def _geomspace(values, pad: float = 1.5, num: int = 200) -> np.ndarray:
 
 
 def plot_isoflop(fit, path) -> pathlib.Path:
-  """IsoFLOP profiles (Approach 2): final loss against N per budget, the fitted parabolas and
-  their minima."""
+  """IsoFLOP profiles (Approach 2): final loss against N per budget, the fitted profiles (parabola
+  or Akima) and their minima; a budget left out of the power law (minimum not bracketed) is
+  drawn dashed with a hollow star."""
   fig, (ax,) = _figure()
   colours = colormaps['viridis'](np.linspace(0, 0.9, len(fit.budgets)))
-  for budget, coefficients, n_opt, loss_opt, colour in zip(
-      fit.budgets, fit.coefficients, fit.N_opt, fit.loss_opt, colours):
+  for budget, minimum, n_opt, loss_opt, used, colour in zip(
+      fit.budgets, fit.minima, fit.N_opt, fit.loss_opt, fit.used, colours):
     members = fit.C == budget
-    ax.scatter(fit.N[members], fit.loss[members], color=colour, s=18, label=f'C = {budget:.2g}')
-    grid = _geomspace(np.append(fit.N[members], n_opt), pad=1.2)
-    ax.plot(grid, np.polyval(coefficients, np.log(grid)), color=colour, lw=1)
-    ax.scatter([n_opt], [loss_opt], color=colour, marker='*', s=120, edgecolor='black', zorder=3)
+    label = f'C = {budget:.2g}' + ('' if used else ' (not bracketed: left out)')
+    ax.scatter(fit.N[members], fit.loss[members], color=colour, s=18, label=label)
+    if minimum.method == 'parabola':
+      grid = _geomspace(np.append(fit.N[members], n_opt), pad=1.2)
+    else:
+      grid = np.geomspace(fit.N[members].min(), fit.N[members].max(), 200)
+    ax.plot(grid, minimum.predict(np.log(grid)), color=colour, lw=1, ls='-' if used else '--')
+    ax.scatter([n_opt], [loss_opt], marker='*', s=120, zorder=3,
+               facecolors=[colour] if used else 'none', edgecolors='black' if used else [colour])
   ax.set_xscale('log')
   ax.set_xlabel('parameters N')
   ax.set_ylabel('final loss')
-  ax.set_title(f'IsoFLOP profiles: N_opt ∝ C^{fit.a:.3f}')
+  ax.set_title(f'IsoFLOP profiles ({fit.method}): N_opt ∝ C^{fit.a:.3f}, '
+               f'{len(fit.budgets_used)} of {len(fit.budgets)} budgets used')
   ax.legend(fontsize=7)
   return _save(fig, path)
 
@@ -72,8 +79,10 @@ def plot_isoflop(fit, path) -> pathlib.Path:
 def _frontier_points(fit):
   """(C, N_opt, D_opt, marker style) of the optima a frontier fit was drawn through, if any."""
   if hasattr(fit, 'budgets'):
-    return fit.budgets, fit.N_opt, fit.D_opt, {'marker': 'D', 's': 40, 'edgecolor': 'black',
-                                               'zorder': 3}
+    used = fit.used  # the budgets the power law went through
+    return fit.budgets[used], fit.N_opt[used], fit.D_opt[used], {'marker': 'D', 's': 40,
+                                                                 'edgecolor': 'black',
+                                                                 'zorder': 3}
   if hasattr(fit, 'flops'):
     step = max(1, len(fit.flops) // 60)
     return fit.flops[::step], fit.N_opt[::step], fit.D_opt[::step], {'s': 6}

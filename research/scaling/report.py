@@ -25,7 +25,7 @@ from research.scaling import kaplan
 
 NAMES = {
     'approach1': 'Chinchilla approach 1 (training-curve envelope)',
-    'approach2': 'Chinchilla approach 2 (IsoFLOP parabolas)',
+    'approach2': 'Chinchilla approach 2 (IsoFLOP profiles)',
     'approach3': 'Chinchilla approach 3 (parametric L(N, D))',
     'kaplan_N': 'Kaplan L(N)',
     'kaplan_D': 'Kaplan L(D)',
@@ -60,10 +60,13 @@ def _run(report: Report, name: str, fit) -> None:
 def fit_all(results: dict, curves=None, *, loss_column: str = 'final_eval_loss',
             kaplan_params: str = 'N_non_embedding', accuracy_column: str | None = None,
             n_bootstrap: int = 200, seed: int = 0, confidence: float = 0.95,
-            parametric_grid: dict | None = None) -> Report:
+            parametric_grid: dict | None = None, isoflop_method: str = 'parabola',
+            keep_extrapolated: bool = False) -> Report:
   """Runs every fit `results` (from `research.sweeps.table.load_results`) and `curves` (from
   `research.sweeps.table.load_curves`, N = all parameters) support; Approach 3 starts from the
-  paper's grid unless `parametric_grid` is given, and uses at most 100 bootstrap replicates."""
+  paper's grid unless `parametric_grid` is given, and uses at most 100 bootstrap replicates.
+  Approach 2 finds each budget's minimum with `isoflop_method` and, unless `keep_extrapolated`,
+  leaves out budgets whose minimum the sizes trained do not bracket."""
   for column in ('N', 'D', loss_column, kaplan_params):
     if column not in results:
       raise ValueError(f'results: no column {column!r} (columns: {sorted(results)})')
@@ -86,7 +89,7 @@ def fit_all(results: dict, curves=None, *, loss_column: str = 'final_eval_loss',
   if in_budget.any():
     _run(report, 'approach2', lambda: chinchilla.fit_isoflop(
         N[in_budget], D[in_budget], loss[in_budget], budget[in_budget], skip_bad_budgets=True,
-        **boot))
+        method=isoflop_method, keep_extrapolated=keep_extrapolated, **boot))
   else:
     report.skipped['approach2'] = 'no run is labelled with an IsoFLOP budget'
   _run(report, 'approach3', lambda: chinchilla.fit_parametric(
@@ -185,6 +188,18 @@ _SHOWN = ('a', 'b', 'E', 'A', 'B', 'alpha', 'beta', 'alpha_N', 'alpha_D', 'N_c',
           'k_N', 'k_D', 'threshold_N', 'k', 'floor', 'ceiling')
 
 
+def _isoflop_coverage(report: Report) -> list[str]:
+  """Which IsoFLOP budgets Approach 2 used, and the sizes that would bracket the others."""
+  fit = report.fits.get('approach2')
+  if fit is None:
+    return []
+  lines = ['', f'IsoFLOP budgets ({fit.method}): {int(fit.bracketed.sum())} of '
+           f'{len(fit.budgets)} bracketed by the sizes trained, {len(fit.budgets_used)} used'
+           + (' (extrapolated minima kept)' if fit.keep_extrapolated else '')]
+  lines += [f'  {line}' for line in fit.advice if line]
+  return lines
+
+
 def format_table(report: Report, budgets=None) -> str:
   """A plain-text table of the fitted laws (parameters with intervals), the compute-optimal
   exponents, tokens per parameter at `budgets`, and what was skipped."""
@@ -203,6 +218,7 @@ def format_table(report: Report, budgets=None) -> str:
       label = NAMES.get(name, name) if first else ''
       lines.append(f'{label:<48} {key:<12} {_fmt(d[key]):>11}   {interval}')
       first = False
+  lines += _isoflop_coverage(report)
   rows = allocations(report, budgets)
   if rows:
     lines += ['', f'{"compute C":>11} {"fit":<10} {"N_opt":>11} {"D_opt":>11} {"D/N":>8}']

@@ -36,15 +36,19 @@ def optimal_n(C, law: dict = PUBLISHED):
 
 
 def isoflop_design(budgets, sizes_per_budget: int = 7, width: float = 0.6,
-                   law: dict = PUBLISHED):
+                   law: dict = PUBLISHED, sizes=None):
   """(N, D, C) of IsoFLOP profiles: per budget, sizes log-spaced within +-`width` decades of the
-  law's optimum and D = C / (6 N)."""
+  law's optimum (or the fixed grid `sizes` at every budget, whose optimum it may not bracket)
+  and D = C / (6 N)."""
   N, D, C = [], [], []
   for budget in np.asarray(budgets, dtype=np.float64):
-    sizes = optimal_n(budget, law) * np.logspace(-width, width, sizes_per_budget)
-    N.extend(sizes)
-    D.extend(budget / (6 * sizes))
-    C.extend([budget] * sizes_per_budget)
+    if sizes is None:
+      members = optimal_n(budget, law) * np.logspace(-width, width, sizes_per_budget)
+    else:
+      members = np.asarray(sizes, dtype=np.float64)
+    N.extend(members)
+    D.extend(budget / (6 * members))
+    C.extend([budget] * len(members))
   return np.array(N), np.array(D), np.array(C)
 
 
@@ -63,8 +67,9 @@ def _run_id(*values) -> str:
 
 def write_sweep(workdir, *, budgets=(1e16, 3e16, 1e17, 3e17, 1e18), sizes_per_budget: int = 7,
                 width: float = 0.6, noise: float = 0.01, curve_points: int = 40,
-                seed: int = 0, law: dict = PUBLISHED) -> pathlib.Path:
+                seed: int = 0, law: dict = PUBLISHED, sizes=None) -> pathlib.Path:
   """Writes `workdir/results.csv` and one run directory per run; returns the table's path.
+  `sizes` trains that fixed grid of sizes at every budget (see `isoflop_design`).
 
   Besides the completed IsoFLOP runs, the table holds one failed and one pending row (which
   loaders must skip).
@@ -72,7 +77,7 @@ def write_sweep(workdir, *, budgets=(1e16, 3e16, 1e17, 3e17, 1e18), sizes_per_bu
   rng = np.random.default_rng(seed)
   workdir = pathlib.Path(workdir)
   workdir.mkdir(parents=True, exist_ok=True)
-  N, D, C = isoflop_design(budgets, sizes_per_budget, width, law)
+  N, D, C = isoflop_design(budgets, sizes_per_budget, width, law, sizes)
   rows = []
   for n, d, budget in zip(N, D, C):
     run_id = _run_id(seed, budget, n)
