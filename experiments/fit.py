@@ -64,7 +64,8 @@ def main(argv):
       raise ValueError(f'{table.results_path(_WORKDIR.value)}: no completed runs to fit')
     with warnings.catch_warnings(record=True) as caught:
       warnings.simplefilter('always')
-      curves = table.load_curves(results) if _CURVES.value else None
+      curves = (table.load_curves(report_lib.law_runs(results)) if _CURVES.value
+                else None)
     for w in caught:
       print(f'warning: {w.message}', file=sys.stderr)
     report = report_lib.fit_all(results, curves, loss_column=_LOSS.value,

@@ -33,6 +33,7 @@ def default_data_config() -> ml_collections.ConfigDict:
   c.tokenizer_train_chars = 20_000_000  # characters of the train split used to fit the BPE
   c.seq_len = 128  # tokens per training window (each window holds seq_len + 1 tokens)
   c.seed = 0  # shuffling seed
+  c.unique_tokens = 0  # > 0: train on this many distinct tokens, repeated (data-constrained runs)
   c.eval_batches = 8  # size of the fixed validation set, in batches
   return c
 

@@ -22,7 +22,7 @@ from scipy import optimize
 from scipy import signal
 
 from research.scaling import fit_utils
-from research.scaling import profile_minimum
+from research.scaling import budget_optima
 
 # Hoffmann et al. (2022) section 3.3, and the grid of initialisations of their appendix D.2.
 PUBLISHED = {'E': 1.69, 'A': 406.4, 'B': 410.7, 'alpha': 0.34, 'beta': 0.28}
@@ -327,11 +327,6 @@ def fit_envelope(curves: Sequence, *, n_flops: int = 1500, flop_range=None,
 # Approach 2: IsoFLOP profiles.
 
 
-def _budget_labels(C: np.ndarray) -> np.ndarray:
-  """Budget of each run, rounded to 6 significant digits so a CSV round trip keeps groups."""
-  return np.array([float(f'{c:.6g}') for c in C])
-
-
 def fit_isoflop(N, D, loss, C, *, method: str = 'parabola', keep_extrapolated: bool = False,
                 min_runs: int = 3, skip_bad_budgets: bool = False, n_bootstrap: int = 200,
                 seed: int = 0, confidence: float = 0.95,
@@ -355,72 +350,28 @@ def fit_isoflop(N, D, loss, C, *, method: str = 'parabola', keep_extrapolated: b
   D is checked but not otherwise used.
   """
   N, D, loss, C = fit_utils.positive_columns(N=N, D=D, loss=loss, C=C)
-  n = len(N)
-  if method not in profile_minimum.METHODS:
-    raise ValueError(f'method={method!r}: expected one of {profile_minimum.METHODS}')
-  if not isinstance(min_runs, (int, np.integer)) or min_runs < 3:
-    raise ValueError(f'min_runs={min_runs!r}: a minimum needs at least 3 runs')
+  budget_optima.check_options(method, min_runs)
   fit_utils.check_bootstrap(n_bootstrap, confidence, subsample)
-  labels = _budget_labels(C)
+  labels = budget_optima.budget_labels(C)
   log_n = np.log(N)
-
-  kept, minima = [], []
-  for budget in np.unique(labels):
-    members = np.flatnonzero(labels == budget)
-    try:
-      if len(members) < min_runs:
-        raise ValueError(f'budget C={budget:.4g}: has {len(members)} runs, fewer than '
-                         f'min_runs={min_runs}')
-      minima.append(profile_minimum.profile_minimum(log_n[members], loss[members], budget,
-                                                    method))
-      kept.append(budget)
-    except ValueError as e:
-      if not skip_bad_budgets:
-        raise
-      warnings.warn(f'skipping {e}', stacklevel=2)
-  kept = np.array(kept)
-  bracketed = np.array([m.bracketed for m in minima], dtype=bool)
-  used = np.ones(len(kept), bool) if keep_extrapolated else bracketed
-  advice = [profile_minimum.advice(m, b) for m, b in zip(minima, kept)]
-  for budget, line, ok in zip(kept, advice, bracketed):
-    if not ok:
-      what = ('kept as an extrapolation (keep_extrapolated=True)' if keep_extrapolated else
-              'left out of the power law (keep_extrapolated=True keeps it)')
-      warnings.warn(f'{line}; {what}', stacklevel=2)
-  if used.sum() < 2:
-    detail = ''.join(f'\n  {line}' for line, ok in zip(advice, bracketed) if not ok)
-    raise ValueError(f'Approach 2 needs at least 2 budgets whose minimum the sizes trained '
-                     f'bracket, got {int(used.sum())} of {len(kept)} usable ({len(np.unique(labels))}'
-                     f' in all){detail}')
-  budgets_used = kept[used]
-
-  def refit(idx):
-    xs, opts = [], []
-    for budget in budgets_used:
-      members = idx[labels[idx] == budget]
-      try:
-        m = profile_minimum.profile_minimum(log_n[members], loss[members], budget, method)
-      except ValueError:
-        continue
-      if m.bracketed or keep_extrapolated:
-        opts.append(m.log_n_opt)
-        xs.append(budget)
-    if len(xs) < 2:
-      raise ValueError('fewer than 2 budgets with a minimum')
-    return _frontier(np.array(xs), np.exp(np.array(opts)))
-
-  n_opt = np.exp(np.array([m.log_n_opt for m in minima]))
-  with fit_utils.single_threaded():
-    samples = fit_utils.bootstrap(refit, n, n_bootstrap=n_bootstrap, seed=seed,
-                                  subsample=subsample, groups=labels)
+  optima = budget_optima.find_optima(log_n, loss, labels, method=method,
+                                     keep_extrapolated=keep_extrapolated, min_runs=min_runs,
+                                     skip_bad_budgets=skip_bad_budgets, law='Approach 2',
+                                     name='N', noun='size')
+  samples = budget_optima.bootstrap_optima(optima, log_n, loss, labels, _frontier, method=method,
+                                           keep_extrapolated=keep_extrapolated,
+                                           n_bootstrap=n_bootstrap, seed=seed,
+                                           subsample=subsample)
+  kept, used, n_opt = optima.budgets, optima.used, optima.x_opt
   fitted = np.isin(labels, kept)
-  return IsoFlopFit(**_frontier_fields(_frontier(budgets_used, n_opt[used]), samples, confidence),
+  return IsoFlopFit(**_frontier_fields(_frontier(kept[used], n_opt[used]), samples, confidence),
                     method=method, keep_extrapolated=keep_extrapolated, budgets=kept,
-                    budgets_used=budgets_used, used=used, bracketed=bracketed, advice=advice,
-                    N_opt=n_opt, D_opt=kept / (6 * n_opt),
-                    loss_opt=np.array([m.loss_opt for m in minima]),
-                    coefficients=np.stack([m.coefficients for m in minima]), minima=minima,
-                    N=N[fitted], D=D[fitted], loss=loss[fitted], C=labels[fitted])
+                    budgets_used=optima.budgets_used, used=used, bracketed=optima.bracketed,
+                    advice=optima.advice, N_opt=n_opt, D_opt=kept / (6 * n_opt),
+                    loss_opt=optima.loss_opt,
+                    coefficients=np.stack([m.coefficients for m in optima.minima]),
+                    minima=optima.minima, N=N[fitted], D=D[fitted], loss=loss[fitted],
+                    C=labels[fitted])
 
 
 # ----------------------------------------------------------------------------------------------

@@ -219,3 +219,70 @@ def plot_emergence(fit, path) -> pathlib.Path:
   ax.set_ylabel('accuracy')
   ax.legend(fontsize=8)
   return _save(fig, path)
+
+
+def plot_data_constrained(fit, path) -> pathlib.Path:
+  """Loss against epochs (D / U) of the repeated runs, one colour per (N, U), with the
+  effective-data law (solid) and the Chinchilla form that counts every token as fresh (dashed)."""
+  fig, (ax,) = _figure()
+  groups = sorted({(n, u) for n, u in zip(fit.N, fit.U)})
+  colours = colormaps['viridis'](np.linspace(0, 0.9, len(groups)))
+  for (n, u), colour in zip(groups, colours):
+    members = (fit.N == n) & (fit.U == u)
+    epochs = fit.D[members] / u
+    ax.scatter(epochs, fit.loss[members], color=colour, s=18,
+               label=f'N = {n:.3g}, U = {u:.3g}')
+    grid = np.geomspace(1.0, epochs.max() * 1.2, 100)
+    ax.plot(grid, fit.predict(np.full_like(grid, n), grid * u, np.full_like(grid, u)),
+            color=colour, lw=1)
+    ax.plot(grid, fit.predict_chinchilla(np.full_like(grid, n), grid * u), color=colour, lw=1,
+            ls='--')
+  ax.set_xscale('log')
+  _log_loss_axis(ax)
+  ax.set_xlabel('epochs D / U')
+  low, high = fit.ci['R_star']
+  interval = f' [{low:.3g}, {high:.3g}]' if np.isfinite(low) else ''
+  ax.set_title(f"Repeated data: R* = {fit.R_star:.3g}{interval} (solid: D', dashed: D)")
+  ax.legend(fontsize=7)
+  return _save(fig, path)
+
+
+def plot_hyperparameter_law(fit, path) -> pathlib.Path:
+  """Left: loss against the hyperparameter per budget, the fitted profiles and their minima.
+  Right: the optimum against compute with the power law and its band (`HyperparameterLaw`)."""
+  fig, (ax_p, ax_c) = _figure(ncols=2)
+  colours = colormaps['viridis'](np.linspace(0, 0.9, len(fit.budgets)))
+  label = fit.name.replace('_', ' ')
+  for budget, minimum, best, loss_opt, used, colour in zip(
+      fit.budgets, fit.minima, fit.optimum, fit.loss_opt, fit.used, colours):
+    members = fit.C == budget
+    ax_p.scatter(fit.value[members], fit.loss[members], color=colour, s=18,
+                 label=f'C = {budget:.2g}' + ('' if used else ' (not bracketed)'))
+    grid = np.geomspace(fit.value[members].min(), fit.value[members].max(), 100)
+    ax_p.plot(grid, minimum.predict(np.log(grid)), color=colour, lw=1, ls='-' if used else '--')
+    ax_p.scatter([best], [loss_opt], marker='*', s=120, zorder=3,
+                 facecolors=[colour] if used else 'none', edgecolors='black' if used else [colour])
+  ax_p.set_xscale('log')
+  ax_p.set_xlabel(label)
+  ax_p.set_ylabel('final loss')
+  ax_p.set_title(f'loss against {label} per budget ({fit.method})')
+  ax_p.legend(fontsize=7)
+  flops = _geomspace(fit.budgets, pad=2.0)
+  ax_c.plot(flops, fit.predict(flops), color='black',
+            label=f'{label}_opt = {fit.coefficient:.3g} C^{fit.exponent:.3f}')
+  low, high = fit.band(flops)
+  if np.all(np.isfinite(low)):
+    ax_c.fill_between(flops, low, high, color='black', alpha=0.15, lw=0,
+                      label=f'{100 * fit.confidence:.0f}% band')
+  ax_c.scatter(fit.budgets[fit.used], fit.optimum[fit.used], color='tab:blue', s=30, zorder=3,
+               label='optimum per budget')
+  if (~fit.used).any():
+    ax_c.scatter(fit.budgets[~fit.used], fit.optimum[~fit.used], facecolors='none',
+                 edgecolors='tab:blue', s=30, zorder=3, label='not bracketed (left out)')
+  ax_c.set_xscale('log')
+  ax_c.set_yscale('log')
+  ax_c.set_xlabel('training FLOPs C')
+  ax_c.set_ylabel(f'optimal {label}')
+  ax_c.set_title(f'{label} law')
+  ax_c.legend(fontsize=7)
+  return _save(fig, path)

@@ -1,5 +1,5 @@
-"""The minimum of one IsoFLOP profile (loss against log N at a fixed budget), and whether the
-model sizes trained bracket it.
+"""The minimum of one profile (loss against log N, or log of a hyperparameter, at a fixed
+budget), and whether the values trained bracket it.
 
 Two estimates: a parabola in log N through every run (Hoffmann et al. 2022, Approach 2), whose
 vertex may lie outside the sizes trained, and an Akima interpolation of loss against log N
@@ -99,6 +99,7 @@ def profile_minimum(log_n, loss, budget: float, method: str = 'parabola') -> Pro
 
 
 def _short(n: float) -> str:
+  """1234567 -> '1.23M'; 0.003 -> '0.003'."""
   for scale, suffix in ((1e12, 'T'), (1e9, 'G'), (1e6, 'M'), (1e3, 'k')):
     if n >= scale:
       return f'{n / scale:.3g}{suffix}'
@@ -106,9 +107,9 @@ def _short(n: float) -> str:
 
 
 def suggested_sizes(minimum: ProfileMinimum) -> list[float]:
-  """Model sizes N to train so the profile brackets its minimum: continuing the profile's own
-  spacing past its smallest (or largest) size, far enough to pass the parabola's vertex when that
-  lies outside; empty when already bracketed."""
+  """Values (model sizes N, or of a hyperparameter) to train so the profile brackets its
+  minimum: continuing the profile's own spacing past its smallest (or largest) value, far enough
+  to pass the parabola's vertex when that lies outside; empty when already bracketed."""
   if minimum.bracketed:
     return []
   sizes = minimum.log_n
@@ -120,8 +121,10 @@ def suggested_sizes(minimum: ProfileMinimum) -> list[float]:
   return [float(math.exp(edge + sign * step * k)) for k in range(1, count + 1)]
 
 
-def advice(minimum: ProfileMinimum, budget: float) -> str:
-  """One line: why the budget's minimum is not a measurement and which sizes would bracket it."""
+def advice(minimum: ProfileMinimum, budget: float, name: str = 'N',
+           noun: str = 'size') -> str:
+  """One line: why the budget's minimum is not a measurement and which values of `name` (the
+  profile's x, a model size by default) would bracket it."""
   sizes = suggested_sizes(minimum)
   if not sizes:
     return ''
@@ -129,9 +132,10 @@ def advice(minimum: ProfileMinimum, budget: float) -> str:
   where = 'smallest' if minimum.side == 'below' else 'largest'
   outside = (minimum.log_n_opt < edge) if minimum.side == 'below' else (minimum.log_n_opt > edge)
   if minimum.method == 'parabola' and outside:
-    why = (f"the parabola's minimum N={_short(math.exp(minimum.log_n_opt))} lies {minimum.side} "
-           'the sizes trained')
+    why = (f"the parabola's minimum {name}={_short(math.exp(minimum.log_n_opt))} lies "
+           f'{minimum.side} the {noun}s trained')
   else:
-    why = f'the lowest loss is at the {where} size trained'
-  return (f'budget C={budget:.4g}: {why} (N={_short(math.exp(edge))}); to bracket it add '
-          'models of about N=' + ', '.join(_short(n) for n in sizes))
+    why = f'the lowest loss is at the {where} {noun} trained'
+  runs = 'models' if name == 'N' else 'runs'
+  return (f'budget C={budget:.4g}: {why} ({name}={_short(math.exp(edge))}); to bracket it add '
+          f'{runs} of about {name}=' + ', '.join(_short(n) for n in sizes))

@@ -19,8 +19,10 @@ import warnings
 import numpy as np
 
 from research.scaling import chinchilla
+from research.scaling import data_constrained
 from research.scaling import emergence
 from research.scaling import fit_utils
+from research.scaling import hyperparameters
 from research.scaling import kaplan
 
 NAMES = {
@@ -32,6 +34,9 @@ NAMES = {
     'kaplan_C': 'Kaplan L(C), compute frontier',
     'kaplan_ND': 'Kaplan L(N, D)',
     'emergence': 'Emergence (logistic in log N)',
+    'data_constrained': "Data-constrained L(N, D'), Muennighoff et al.",
+    'learning_rate_law': 'Optimal learning rate against compute',
+    'batch_size_law': 'Optimal batch size (tokens) against compute',
 }
 
 
@@ -66,7 +71,11 @@ def fit_all(results: dict, curves=None, *, loss_column: str = 'final_eval_loss',
   `research.sweeps.table.load_curves`, N = all parameters) support; Approach 3 starts from the
   paper's grid unless `parametric_grid` is given, and uses at most 100 bootstrap replicates.
   Approach 2 finds each budget's minimum with `isoflop_method` and, unless `keep_extrapolated`,
-  leaves out budgets whose minimum the sizes trained do not bracket."""
+  leaves out budgets whose minimum the sizes trained do not bracket. Runs that repeat their
+  unique tokens (a `unique_tokens` column, D > U) are kept out of every fit but the
+  data-constrained one, which starts from Approach 3; the runs of a hyperparameter sweep
+  (`kind` 'hyperparameter') feed only the learning-rate and batch-size laws. Pass `curves` of
+  `law_runs(results)` only."""
   for column in ('N', 'D', loss_column, kaplan_params):
     if column not in results:
       raise ValueError(f'results: no column {column!r} (columns: {sorted(results)})')
@@ -83,7 +92,15 @@ def fit_all(results: dict, curves=None, *, loss_column: str = 'final_eval_loss',
       'kaplan_params': kaplan_params, 'budgets': sorted({float(b) for b in budget[ok]
                                                          if np.isfinite(b)}),
       'curves': len(curves or []), 'max_C': float(np.max(6 * N[ok] * D[ok])) if ok.any() else 0})
-  N, D, loss, n_kaplan, budget = N[ok], D[ok], loss[ok], n_kaplan[ok], budget[ok]
+  tuning = _is_tuning(results)
+  _run_hyperparameter_laws(report, results, ok & tuning, loss, boot, isoflop_method,
+                           keep_extrapolated)
+  ok &= ~tuning
+  unique = _unique_tokens(results)[ok]
+  report.data['repeated_runs'] = int(_is_repeated(D[ok], unique).sum())
+  N_all, D_all, loss_all = N[ok], D[ok], loss[ok]
+  fresh = ~_is_repeated(D_all, unique)
+  N, D, loss, n_kaplan, budget = (x[ok][fresh] for x in (N, D, loss, n_kaplan, budget))
   in_budget = np.isfinite(budget)
 
   if in_budget.any():
@@ -94,6 +111,12 @@ def fit_all(results: dict, curves=None, *, loss_column: str = 'final_eval_loss',
     report.skipped['approach2'] = 'no run is labelled with an IsoFLOP budget'
   _run(report, 'approach3', lambda: chinchilla.fit_parametric(
       N, D, loss, grid=parametric_grid, **{**boot, 'n_bootstrap': min(n_bootstrap, 100)}))
+  if report.data['repeated_runs'] and 'approach3' in report.fits:
+    _run(report, 'data_constrained', lambda: data_constrained.fit_data_constrained(
+        N_all, D_all, unique, loss_all, base=report.fits['approach3'],
+        **{**boot, 'n_bootstrap': min(n_bootstrap, 100)}))
+  elif report.data['repeated_runs']:
+    report.skipped['data_constrained'] = 'needs Approach 3 (the law of the fresh-data runs)'
   if curves:
     _run(report, 'approach1', lambda: chinchilla.fit_envelope(curves, **boot))
   else:
@@ -116,6 +139,62 @@ def fit_all(results: dict, curves=None, *, loss_column: str = 'final_eval_loss',
       good = np.isfinite(acc)
       _run(report, 'emergence', lambda: emergence.fit_emergence(N[good], acc[good], **boot))
   return report
+
+
+TUNING_KIND = 'hyperparameter'  # sweep.kind of the runs of a learning-rate / batch-size sweep
+HYPERPARAMETER_COLUMNS = {'learning_rate': ('train.learning_rate',),
+                          'batch_size': ('train.batch_size', 'data.seq_len')}  # in tokens
+
+
+def _is_tuning(results: dict) -> np.ndarray:
+  """Rows of a hyperparameter sweep: they feed only the hyperparameter laws."""
+  kind = results.get('kind')
+  if kind is None:
+    return np.zeros(len(results['N']), bool)
+  return np.array([k == TUNING_KIND for k in kind], dtype=bool)
+
+
+def _run_hyperparameter_laws(report: Report, results: dict, rows: np.ndarray, loss, boot,
+                             method: str, keep_extrapolated: bool) -> None:
+  """The learning-rate and batch-size (tokens per step) laws of the hyperparameter sweep's runs
+  (`rows`), each where its hyperparameter varies within budgets."""
+  if not rows.any():
+    return
+  budget = np.asarray(results.get('budget', np.full(len(rows), np.nan)), dtype=np.float64)
+  rows = rows & np.isfinite(budget)
+  for name, columns in HYPERPARAMETER_COLUMNS.items():
+    if any(c not in results or results[c].dtype == object for c in columns):
+      report.skipped[f'{name}_law'] = f'no column {" or ".join(columns)}'
+      continue
+    value = np.prod([np.asarray(results[c], dtype=np.float64) for c in columns], axis=0)
+    if len({(b, v) for b, v in zip(budget[rows], value[rows])}) <= len(set(budget[rows])):
+      continue  # not varied in this sweep
+    _run(report, f'{name}_law', lambda value=value, name=name:
+         hyperparameters.fit_hyperparameter_law(
+             budget[rows], value[rows], loss[rows], name=name, method=method,
+             keep_extrapolated=keep_extrapolated, skip_bad_budgets=True, **boot))
+
+
+def _unique_tokens(results: dict) -> np.ndarray:
+  """Each run's unique tokens U (NaN: fresh data, no limit)."""
+  n = len(results['N'])
+  column = results.get('unique_tokens')
+  if column is None or column.dtype == object:
+    return np.full(n, np.nan)
+  unique = np.asarray(column, dtype=np.float64)
+  return np.where(unique > 0, unique, np.nan)
+
+
+def _is_repeated(D: np.ndarray, unique: np.ndarray) -> np.ndarray:
+  return data_constrained.repetitions(D, unique) > 0
+
+
+def law_runs(results: dict) -> dict:
+  """The rows of `results` the Chinchilla and Kaplan fits use: fresh data (no repeated unique
+  tokens) and not a hyperparameter sweep's."""
+  keep = ~_is_repeated(np.asarray(results['D'], dtype=np.float64), _unique_tokens(results))
+  keep &= ~_is_tuning(results)
+  return {name: column[keep] for name, column in results.items()}
 
 
 def _fit_kaplan_c(N, n_kaplan, D, loss, curves, boot):
@@ -185,7 +264,8 @@ def _fmt(value) -> str:
 
 
 _SHOWN = ('a', 'b', 'E', 'A', 'B', 'alpha', 'beta', 'alpha_N', 'alpha_D', 'N_c', 'D_c', 'C_c',
-          'k_N', 'k_D', 'threshold_N', 'k', 'floor', 'ceiling')
+          'k_N', 'k_D', 'threshold_N', 'k', 'floor', 'ceiling', 'R_star', 'rms_log_residual',
+          'chinchilla_rms_log_residual', 'exponent', 'coefficient')
 
 
 def _isoflop_coverage(report: Report) -> list[str]:
@@ -256,4 +336,10 @@ def write_plots(report: Report, out_dir) -> dict:
     paths['kaplan_ND'] = plots.plot_joint(fits['kaplan_ND'], out / 'loss_vs_N_D.png')
   if 'emergence' in fits:
     paths['emergence'] = plots.plot_emergence(fits['emergence'], out / 'emergence.png')
+  for name in ('learning_rate_law', 'batch_size_law'):
+    if name in fits:
+      paths[name] = plots.plot_hyperparameter_law(fits[name], out / f'{name}.png')
+  if 'data_constrained' in fits:
+    paths['data_constrained'] = plots.plot_data_constrained(fits['data_constrained'],
+                                                            out / 'data_constrained.png')
   return paths

@@ -27,7 +27,7 @@ from research.model import counting
 COLUMNS = ('run_id', 'status', 'sweep', 'budget', 'N', 'N_non_embedding', 'D', 'C',
            'final_train_loss', 'final_eval_loss', 'wall_time_s', 'git_commit', 'run_dir')
 EXTRA_COLUMNS = ('label', 'kind', 'attempts', 'returncode', 'step', 'C_chinchilla',
-                 'final_eval_bits_per_byte', 'tokens_per_sec', 'mfu')
+                 'final_eval_bits_per_byte', 'tokens_per_sec', 'mfu', 'unique_tokens', 'epochs')
 TEXT_COLUMNS = ('run_id', 'status', 'sweep', 'git_commit', 'run_dir', 'label', 'kind')
 REQUIRED = ('run_id', 'status', 'N', 'D')  # what the fits cannot do without
 STATUSES = ('completed', 'failed', 'diverged', 'pending')
@@ -93,6 +93,7 @@ def run_row(run_dir) -> dict:
       d = train['num_steps'] * train['batch_size'] * data['seq_len']
     except (KeyError, TypeError):
       d = None
+  unique = data.get('unique_tokens') or None  # data-constrained runs repeat U tokens
   row = {
       'run_id': run_dir.name,
       'status': run_status(run_dir),
@@ -116,6 +117,8 @@ def run_row(run_dir) -> dict:
       'final_eval_bits_per_byte': summary.get('final_eval_bits_per_byte'),
       'tokens_per_sec': summary.get('tokens_per_sec'),
       'mfu': summary.get('mfu'),
+      'unique_tokens': unique,
+      'epochs': d / unique if unique and d is not None else None,
   }
   row.update(flatten(config))
   return row

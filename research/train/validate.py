@@ -51,6 +51,13 @@ def validate_config(config: ml_collections.ConfigDict, num_devices: int | None =
   if t.batch_size % jax.process_count():
     _fail('train.batch_size', t.batch_size,
           f'must be divisible by the number of processes ({jax.process_count()})')
+  if not isinstance(d.unique_tokens, int) or d.unique_tokens < 0:
+    _fail('data.unique_tokens', d.unique_tokens, 'must be an integer >= 0 (0: no limit)')
+  trained = t.num_steps * t.batch_size * d.seq_len
+  if d.unique_tokens and trained < d.unique_tokens:
+    _fail('data.unique_tokens', d.unique_tokens,
+          f'the run trains {trained:,} tokens, less than one epoch of its unique tokens; raise '
+          'train.num_steps or lower data.unique_tokens (or 0 for no limit)')
   if not 0 < d.validation_fraction < 1:
     _fail('data.validation_fraction', d.validation_fraction, 'must be in (0, 1)')
   if d.corpus not in CORPORA:
