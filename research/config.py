@@ -50,6 +50,7 @@ def default_train_config() -> ml_collections.ConfigDict:
   c.warmup_steps = 100
   c.min_lr_ratio = 0.1  # floor of the decay, as a fraction of the peak
   c.decay_fraction = 0.2  # wsd: the share of steps spent decaying
+  c.decay_shape = 'linear'  # wsd: linear | 1-sqrt (Hagele et al. 2024)
   c.b1 = 0.9
   c.b2 = 0.95
   c.eps = 1e-8
@@ -62,6 +63,10 @@ def default_train_config() -> ml_collections.ConfigDict:
   c.eval_every = 200
   c.checkpoint_every = 200
   c.keep_checkpoints = 3
+  c.save_steps = ()  # extra steps to checkpoint and keep for good (cooldown branches start there)
+  # Start from another run's checkpoint (params, optimizer state, data position), e.g. a cooldown
+  # branch of a constant-LR run; used only while this run directory has no checkpoint yet.
+  c.init_from = ml_collections.ConfigDict({'run_dir': '', 'run_id': '', 'step': 0})
   c.spike_threshold = 6.0  # std devs above the running mean that count as a loss spike
   c.spike_window = 50
   c.skip_batches_after_rollback = 20

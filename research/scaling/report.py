@@ -74,8 +74,9 @@ def fit_all(results: dict, curves=None, *, loss_column: str = 'final_eval_loss',
   leaves out budgets whose minimum the sizes trained do not bracket. Runs that repeat their
   unique tokens (a `unique_tokens` column, D > U) are kept out of every fit but the
   data-constrained one, which starts from Approach 3; the runs of a hyperparameter sweep
-  (`kind` 'hyperparameter') feed only the learning-rate and batch-size laws. Pass `curves` of
-  `law_runs(results)` only."""
+  (`kind` 'hyperparameter') feed only the learning-rate and batch-size laws, and the
+  constant-learning-rate parents of cooldown branches (`kind` 'wsd_stable') no fit at all (their
+  branches are ordinary runs). Pass `curves` of `law_runs(results)` only."""
   for column in ('N', 'D', loss_column, kaplan_params):
     if column not in results:
       raise ValueError(f'results: no column {column!r} (columns: {sorted(results)})')
@@ -92,10 +93,10 @@ def fit_all(results: dict, curves=None, *, loss_column: str = 'final_eval_loss',
       'kaplan_params': kaplan_params, 'budgets': sorted({float(b) for b in budget[ok]
                                                          if np.isfinite(b)}),
       'curves': len(curves or []), 'max_C': float(np.max(6 * N[ok] * D[ok])) if ok.any() else 0})
-  tuning = _is_tuning(results)
-  _run_hyperparameter_laws(report, results, ok & tuning, loss, boot, isoflop_method,
-                           keep_extrapolated)
-  ok &= ~tuning
+  kept_out = _kept_out(results)
+  _run_hyperparameter_laws(report, results, ok & _kind_in(results, (TUNING_KIND,)), loss,
+                           boot, isoflop_method, keep_extrapolated)
+  ok &= ~kept_out
   unique = _unique_tokens(results)[ok]
   report.data['repeated_runs'] = int(_is_repeated(D[ok], unique).sum())
   N_all, D_all, loss_all = N[ok], D[ok], loss[ok]
@@ -142,16 +143,23 @@ def fit_all(results: dict, curves=None, *, loss_column: str = 'final_eval_loss',
 
 
 TUNING_KIND = 'hyperparameter'  # sweep.kind of the runs of a learning-rate / batch-size sweep
+UNFITTED_KINDS = ('wsd_stable',)  # the constant-learning-rate parents of cooldown branches
 HYPERPARAMETER_COLUMNS = {'learning_rate': ('train.learning_rate',),
                           'batch_size': ('train.batch_size', 'data.seq_len')}  # in tokens
 
 
-def _is_tuning(results: dict) -> np.ndarray:
-  """Rows of a hyperparameter sweep: they feed only the hyperparameter laws."""
+def _kind_in(results: dict, kinds) -> np.ndarray:
+  """Rows whose sweep kind is one of `kinds`."""
   kind = results.get('kind')
   if kind is None:
     return np.zeros(len(results['N']), bool)
-  return np.array([k == TUNING_KIND for k in kind], dtype=bool)
+  return np.array([k in kinds for k in kind], dtype=bool)
+
+
+def _kept_out(results: dict) -> np.ndarray:
+  """Rows of a hyperparameter sweep (they feed only the hyperparameter laws) and the unannealed
+  parents of cooldown branches (they feed nothing)."""
+  return _kind_in(results, (TUNING_KIND,) + UNFITTED_KINDS)
 
 
 def _run_hyperparameter_laws(report: Report, results: dict, rows: np.ndarray, loss, boot,
@@ -193,7 +201,7 @@ def law_runs(results: dict) -> dict:
   """The rows of `results` the Chinchilla and Kaplan fits use: fresh data (no repeated unique
   tokens) and not a hyperparameter sweep's."""
   keep = ~_is_repeated(np.asarray(results['D'], dtype=np.float64), _unique_tokens(results))
-  keep &= ~_is_tuning(results)
+  keep &= ~_kept_out(results)
   return {name: column[keep] for name, column in results.items()}
 
 

@@ -24,6 +24,7 @@ from research.model import counting
 from research.parallel import sharding as sharding_lib
 from research.parallel.mesh import make_mesh
 from research.parallel.rules import as_rules
+from research.train import branch
 from research.train import checkpoint as ckpt
 from research.train import metrics as metrics_lib
 from research.train.guards import SpikeDetector
@@ -119,6 +120,8 @@ def _train(config, workdir, mesh, rules, batch_hook, log, profile) -> dict:
   if jax.process_index() == 0:
     run_dir.claim(workdir, config)
   m, t = config.model, config.train
+  if t.init_from.run_dir and not (workdir / run_dir.CHECKPOINT_DIR).exists():
+    branch.check_parent(config)  # fail before the data is built
 
   data = _build_data_in_turn(config, str(workdir / run_dir.TOKENIZER_FILE))
   initial_iterator_state = data.train_iter.get_state()
@@ -128,13 +131,16 @@ def _train(config, workdir, mesh, rules, batch_hook, log, profile) -> dict:
   fresh_state = program.init_state
   state = fresh_state()
   fresh_state_abstract = ckpt.abstract_like(state)
-  manager = ckpt.make_manager(workdir, t.keep_checkpoints)
+  manager = ckpt.make_manager(workdir, t.keep_checkpoints, preserve=t.save_steps)
   loop = LoopState()
   latest = manager.latest_step()
   if latest is not None:
     state, meta = ckpt.restore(manager, latest, fresh_state_abstract, data.train_iter)
     loop = LoopState(**meta)
     log(f'resumed from the checkpoint at step {latest}')
+  elif t.init_from.run_dir:
+    state = branch.restore_parent(config, fresh_state_abstract, data.train_iter)
+    log(f'started from step {t.init_from.step} of {t.init_from.run_dir}')
   metrics_lib.truncate_after(workdir, int(state.step))
   guard = SpikeDetector(t.spike_threshold, t.spike_window, history=loop.spike_history)
 
@@ -167,7 +173,10 @@ def _train(config, workdir, mesh, rules, batch_hook, log, profile) -> dict:
                      'get past it')
     manager.wait_until_finished()
     good = manager.latest_step()
-    if good is None:
+    if good is None and t.init_from.run_dir:  # a branch: back to its parent's checkpoint
+      state = branch.restore_parent(config, fresh_state_abstract, data.train_iter)
+      good = t.init_from.step
+    elif good is None:
       state = fresh_state()
       data.train_iter.set_state(initial_iterator_state)
       good = 0
@@ -243,7 +252,8 @@ def _train(config, workdir, mesh, rules, batch_hook, log, profile) -> dict:
             bar.n = step
           continue
         pending = (step, device_metrics)
-        boundary = step % t.checkpoint_every == 0 or step == t.num_steps
+        boundary = (step % t.checkpoint_every == 0 or step == t.num_steps
+                    or step in t.save_steps)
         if boundary or preemption.requested or step % t.eval_every == 0:
           ok = check(*pending)
           pending = None
@@ -295,6 +305,9 @@ def _train(config, workdir, mesh, rules, batch_hook, log, profile) -> dict:
       'unigram_entropy_nats': data.unigram_entropy_nats,
       'config_hash': run_dir.config_hash(config),
   }
+  if t.init_from.run_dir:  # a branch: its own compute is the steps after its parent's
+    summary['init_from'] = t.init_from.to_dict()
+    summary['own_tokens'] = (step - t.init_from.step) * tokens_per_step
   if summary['tokens_per_sec']:
     summary['mfu'] = summary['tokens_per_sec'] * flops_per_token['palm'] / peak_flops
   writer.close()
