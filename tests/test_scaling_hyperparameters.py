@@ -96,3 +96,28 @@ def test_fit_all_fits_both_laws_from_a_hyperparameter_sweep_only():
   table = report.format_table(fits)
   assert 'Optimal learning rate against compute' in table and 'exponent' in table
   assert report.law_runs(results)['N'].size == 0
+
+
+def test_fit_all_reads_a_transfer_sweep_as_the_optimum_against_width():
+  # Standard: the best learning rate falls as 1 / width; muP: it stays at 3e-3.
+  rows = []
+  rng = np.random.default_rng(7)
+  for kind, slope in (('standard', -1.0), ('mup', 0.0)):
+    for width in (64, 128, 256, 512):
+      best = 3e-3 * (width / 64) ** slope
+      for lr in 3e-3 * 2.0 ** np.arange(-5, 3):
+        rows.append((kind, width, lr, 3.0 + 0.05 * np.log(lr / best) ** 2
+                     + rng.normal(0, 0.002)))
+  kind, width, lr, loss = (np.array(x) for x in zip(*rows))
+  n = len(rows)
+  results = {'N': width ** 2 * 12.0, 'D': np.full(n, 1e7), 'N_non_embedding': width ** 2 * 12.0,
+             'final_eval_loss': loss, 'kind': np.array(['mup_transfer'] * n, dtype=object),
+             'model.d_model': width.astype(float), 'model.parametrization': kind.astype(object),
+             'train.learning_rate': lr}
+  fits = report.fit_all(results, None, n_bootstrap=50)
+  standard, mup = fits.fits['lr_transfer_standard'], fits.fits['lr_transfer_mup']
+  assert standard.against == 'width' and standard.exponent == pytest.approx(-1.0, abs=0.05)
+  assert mup.exponent == pytest.approx(0.0, abs=0.05)
+  assert mup.ci['exponent'][0] <= 0 <= mup.ci['exponent'][1]
+  assert not standard.ci['exponent'][0] <= 0 <= standard.ci['exponent'][1]
+  assert 'Optimal learning rate against width, muP' in report.format_table(fits)

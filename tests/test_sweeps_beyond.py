@@ -10,7 +10,7 @@ from research import run_dir as run_dir_lib
 from research.config import base_config
 from research.model import counting
 from research.sweeps import cooldown, data_constrained, generators, plan, runner, sizing, table
-from research.sweeps import tuning
+from research.sweeps import transfer, tuning
 from research.train.schedules import make_schedule
 from research.train.validate import validate_config
 
@@ -190,3 +190,17 @@ def test_hyperparameter_grid_spends_each_budget_at_every_point():
     assert len({n for _, _, n in points}) == 1  # one model per budget
   with pytest.raises(ValueError, match=r'batch 4096 trains the model .* only \d+ steps'):
     tuning.hyperparameter_sweep(small_base(), BUDGETS, lrs, [4096], shapes=sizing.TINY_SHAPES)
+
+
+def test_mup_transfer_grid_trains_every_width_on_the_same_tokens():
+  runs = transfer.mup_transfer_sweep(small_base(), [32, 64, 128], [1e-3, 1e-2], 2e5,
+                                     base_width=32)
+  assert len(runs) == 2 * 3 * 2
+  for label, c in runs:
+    m = c.model
+    assert m.d_model == c.sweep.width and m.d_model // m.num_heads == 16 and m.d_ff == 4 * m.d_model
+    assert m.mup_base_width == (32 if m.parametrization == 'mup' else 0)
+    assert c.train.num_steps == round(2e5 / (8 * 64)) and c.sweep.kind == 'mup_transfer'
+    validate_config(c, num_devices=1)
+  with pytest.raises(ValueError, match='widths: 40 is not a multiple of head_dim=16'):
+    transfer.mup_transfer_sweep(small_base(), [40], [1e-3], 2e5, base_width=32)

@@ -58,15 +58,16 @@ def check_options(method: str, min_runs: int) -> None:
 
 def find_optima(log_x: np.ndarray, loss: np.ndarray, labels: np.ndarray, *, method: str,
                 keep_extrapolated: bool, min_runs: int, skip_bad_budgets: bool, law: str,
-                name: str, noun: str) -> Optima:
+                name: str, noun: str, group: str = 'budget C') -> Optima:
   """Each budget's minimum; warnings name the budgets left out (or kept though unbracketed), and
-  a ValueError says, for `law`, that fewer than 2 budgets are usable and what to add."""
+  a ValueError says, for `law`, that fewer than 2 budgets are usable and what to add. `group`
+  names the labels in messages ('budget C', or e.g. 'width' when the profiles are per width)."""
   kept, minima = [], []
   for budget in np.unique(labels):
     members = np.flatnonzero(labels == budget)
     try:
       if len(members) < min_runs:
-        raise ValueError(f'budget C={budget:.4g}: has {len(members)} runs, fewer than '
+        raise ValueError(f'{group}={budget:.4g}: has {len(members)} runs, fewer than '
                          f'min_runs={min_runs}')
       minima.append(profile_minimum.profile_minimum(log_x[members], loss[members], budget,
                                                     method))
@@ -78,7 +79,7 @@ def find_optima(log_x: np.ndarray, loss: np.ndarray, labels: np.ndarray, *, meth
   kept = np.array(kept)
   bracketed = np.array([m.bracketed for m in minima], dtype=bool)
   used = np.ones(len(kept), bool) if keep_extrapolated else bracketed
-  advice = [profile_minimum.advice(m, b, name, noun) for m, b in zip(minima, kept)]
+  advice = [profile_minimum.advice(m, b, name, noun, group) for m, b in zip(minima, kept)]
   for line, ok in zip(advice, bracketed):
     if not ok:
       what = ('kept as an extrapolation (keep_extrapolated=True)' if keep_extrapolated else
@@ -86,7 +87,8 @@ def find_optima(log_x: np.ndarray, loss: np.ndarray, labels: np.ndarray, *, meth
       warnings.warn(f'{line}; {what}', stacklevel=3)
   if used.sum() < 2:
     detail = ''.join(f'\n  {line}' for line, ok in zip(advice, bracketed) if not ok)
-    raise ValueError(f'{law} needs at least 2 budgets whose minimum the {noun}s trained '
+    groups = 'budgets' if group == 'budget C' else f'{group}s'
+    raise ValueError(f'{law} needs at least 2 {groups} whose minimum the {noun}s trained '
                      f'bracket, got {int(used.sum())} of {len(kept)} usable '
                      f'({len(np.unique(labels))} in all){detail}')
   return Optima(kept, minima, bracketed, used, advice)

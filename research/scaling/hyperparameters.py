@@ -22,10 +22,11 @@ NOUNS = {'learning_rate': 'learning rate', 'batch_size': 'batch size'}
 
 @dataclasses.dataclass(frozen=True, eq=False)
 class HyperparameterLaw:
-  """`name`_opt = coefficient C^exponent. Per budget (`budgets`): `optimum`, `loss_opt`,
-  `bracketed`, `used` (`budgets_used`), `advice` and each `minima` entry; `C`, `value`, `loss`
-  are the (budget, value) points fitted."""
+  """`name`_opt = coefficient C^exponent (C: compute, or what `against` names). Per budget
+  (`budgets`): `optimum`, `loss_opt`, `bracketed`, `used` (`budgets_used`), `advice` and each
+  `minima` entry; `C`, `value`, `loss` are the (budget, value) points fitted."""
   name: str
+  against: str  # what the optimum is a power law in: 'C', or e.g. 'width'
   exponent: float
   coefficient: float
   ci: dict
@@ -59,7 +60,8 @@ class HyperparameterLaw:
 
   def as_dict(self) -> dict:
     """The law, its intervals and each budget's optimum as plain values (for JSON)."""
-    return {'law': f'{self.name}_opt = coefficient * C^exponent', 'name': self.name,
+    return {'law': f'{self.name}_opt = coefficient * {self.against}^exponent', 'name': self.name,
+            'against': self.against,
             'exponent': self.exponent, 'coefficient': self.coefficient, 'method': self.method,
             'keep_extrapolated': self.keep_extrapolated, 'confidence': self.confidence,
             'ci': dict(self.ci), 'budgets_used': [float(c) for c in self.budgets_used],
@@ -78,7 +80,7 @@ def lowest_loss_per_point(labels: np.ndarray, value: np.ndarray, loss: np.ndarra
   return np.array(sorted(best.values()), dtype=np.int64)
 
 
-def fit_hyperparameter_law(C, value, loss, *, name: str = 'learning_rate',
+def fit_hyperparameter_law(C, value, loss, *, name: str = 'learning_rate', against: str = 'C',
                            method: str = 'parabola', keep_extrapolated: bool = False,
                            min_runs: int = 3, skip_bad_budgets: bool = False,
                            n_bootstrap: int = 200, seed: int = 0, confidence: float = 0.95,
@@ -90,6 +92,8 @@ def fit_hyperparameter_law(C, value, loss, *, name: str = 'learning_rate',
   `method` ('parabola' in log value, or 'akima' within the values tried). Budgets whose minimum
   the values tried do not bracket are left out with a warning naming the values to add, unless
   `keep_extrapolated`; at least 2 must remain. The bootstrap resamples points within budgets.
+  `against` names what C is: 'C' (compute), or e.g. 'width' for the optimum's drift with width
+  under a parametrisation (muP transfer: an exponent near 0 means the optimum transfers).
   """
   C, value, loss = fit_utils.positive_columns(C=C, **{name: value}, loss=loss)
   budget_optima.check_options(method, min_runs)
@@ -102,7 +106,8 @@ def fit_hyperparameter_law(C, value, loss, *, name: str = 'learning_rate',
                                      keep_extrapolated=keep_extrapolated, min_runs=min_runs,
                                      skip_bad_budgets=skip_bad_budgets,
                                      law=f'The {NOUNS.get(name, name)} law', name=name,
-                                     noun=NOUNS.get(name, name))
+                                     noun=NOUNS.get(name, name),
+                                     group='budget C' if against == 'C' else against)
   samples = budget_optima.bootstrap_optima(optima, log_x, loss, labels, fit_utils.power_law,
                                            method=method, keep_extrapolated=keep_extrapolated,
                                            n_bootstrap=n_bootstrap, seed=seed,
@@ -112,7 +117,8 @@ def fit_hyperparameter_law(C, value, loss, *, name: str = 'learning_rate',
     samples = np.column_stack([samples[:, 0], np.exp(samples[:, 1])])
   ci, by_name = fit_utils.intervals(['exponent', 'coefficient'], samples, confidence)
   fitted = np.isin(labels, optima.budgets)
-  return HyperparameterLaw(name, exponent, float(np.exp(log_k)), ci, by_name, confidence, method,
+  return HyperparameterLaw(name, against, exponent, float(np.exp(log_k)), ci, by_name,
+                           confidence, method,
                            keep_extrapolated, optima.budgets, optima.budgets_used, optima.used,
                            optima.bracketed, optima.advice, optima.x_opt, optima.loss_opt,
                            optima.minima, labels[fitted], value[fitted], loss[fitted])

@@ -253,11 +253,12 @@ def plot_hyperparameter_law(fit, path) -> pathlib.Path:
   fig, (ax_p, ax_c) = _figure(ncols=2)
   colours = colormaps['viridis'](np.linspace(0, 0.9, len(fit.budgets)))
   label = fit.name.replace('_', ' ')
+  against = {'C': 'training FLOPs C'}.get(fit.against, fit.against)
   for budget, minimum, best, loss_opt, used, colour in zip(
       fit.budgets, fit.minima, fit.optimum, fit.loss_opt, fit.used, colours):
     members = fit.C == budget
     ax_p.scatter(fit.value[members], fit.loss[members], color=colour, s=18,
-                 label=f'C = {budget:.2g}' + ('' if used else ' (not bracketed)'))
+                 label=f'{fit.against} = {budget:.3g}' + ('' if used else ' (not bracketed)'))
     grid = np.geomspace(fit.value[members].min(), fit.value[members].max(), 100)
     ax_p.plot(grid, minimum.predict(np.log(grid)), color=colour, lw=1, ls='-' if used else '--')
     ax_p.scatter([best], [loss_opt], marker='*', s=120, zorder=3,
@@ -265,23 +266,23 @@ def plot_hyperparameter_law(fit, path) -> pathlib.Path:
   ax_p.set_xscale('log')
   ax_p.set_xlabel(label)
   ax_p.set_ylabel('final loss')
-  ax_p.set_title(f'loss against {label} per budget ({fit.method})')
+  ax_p.set_title(f'loss against {label} per {fit.against} ({fit.method})')
   ax_p.legend(fontsize=7)
   flops = _geomspace(fit.budgets, pad=2.0)
   ax_c.plot(flops, fit.predict(flops), color='black',
-            label=f'{label}_opt = {fit.coefficient:.3g} C^{fit.exponent:.3f}')
+            label=f'{label}_opt = {fit.coefficient:.3g} {fit.against}^{fit.exponent:.3f}')
   low, high = fit.band(flops)
   if np.all(np.isfinite(low)):
     ax_c.fill_between(flops, low, high, color='black', alpha=0.15, lw=0,
                       label=f'{100 * fit.confidence:.0f}% band')
   ax_c.scatter(fit.budgets[fit.used], fit.optimum[fit.used], color='tab:blue', s=30, zorder=3,
-               label='optimum per budget')
+               label=f'optimum per {fit.against}')
   if (~fit.used).any():
     ax_c.scatter(fit.budgets[~fit.used], fit.optimum[~fit.used], facecolors='none',
                  edgecolors='tab:blue', s=30, zorder=3, label='not bracketed (left out)')
   ax_c.set_xscale('log')
   ax_c.set_yscale('log')
-  ax_c.set_xlabel('training FLOPs C')
+  ax_c.set_xlabel(against)
   ax_c.set_ylabel(f'optimal {label}')
   ax_c.set_title(f'{label} law')
   ax_c.legend(fontsize=7)

@@ -121,10 +121,11 @@ def suggested_sizes(minimum: ProfileMinimum) -> list[float]:
   return [float(math.exp(edge + sign * step * k)) for k in range(1, count + 1)]
 
 
-def advice(minimum: ProfileMinimum, budget: float, name: str = 'N',
-           noun: str = 'size') -> str:
+def advice(minimum: ProfileMinimum, budget: float, name: str = 'N', noun: str = 'size',
+           group: str = 'budget C') -> str:
   """One line: why the budget's minimum is not a measurement and which values of `name` (the
-  profile's x, a model size by default) would bracket it."""
+  profile's x, a model size by default) would bracket it; `group` names what the profile is at
+  (a budget C, or e.g. a width)."""
   sizes = suggested_sizes(minimum)
   if not sizes:
     return ''
@@ -137,5 +138,5 @@ def advice(minimum: ProfileMinimum, budget: float, name: str = 'N',
   else:
     why = f'the lowest loss is at the {where} {noun} trained'
   runs = 'models' if name == 'N' else 'runs'
-  return (f'budget C={budget:.4g}: {why} ({name}={_short(math.exp(edge))}); to bracket it add '
+  return (f'{group}={budget:.4g}: {why} ({name}={_short(math.exp(edge))}); to bracket it add '
           f'{runs} of about {name}=' + ', '.join(_short(n) for n in sizes))

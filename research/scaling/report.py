@@ -37,6 +37,8 @@ NAMES = {
     'data_constrained': "Data-constrained L(N, D'), Muennighoff et al.",
     'learning_rate_law': 'Optimal learning rate against compute',
     'batch_size_law': 'Optimal batch size (tokens) against compute',
+    'lr_transfer_standard': 'Optimal learning rate against width, standard',
+    'lr_transfer_mup': 'Optimal learning rate against width, muP',
 }
 
 
@@ -76,7 +78,9 @@ def fit_all(results: dict, curves=None, *, loss_column: str = 'final_eval_loss',
   data-constrained one, which starts from Approach 3; the runs of a hyperparameter sweep
   (`kind` 'hyperparameter') feed only the learning-rate and batch-size laws, and the
   constant-learning-rate parents of cooldown branches (`kind` 'wsd_stable') no fit at all (their
-  branches are ordinary runs). Pass `curves` of `law_runs(results)` only."""
+  branches are ordinary runs), and a muP transfer sweep's (`kind` 'mup_transfer') only the
+  optimal learning rate against width per parametrisation. Pass `curves` of `law_runs(results)`
+  only."""
   for column in ('N', 'D', loss_column, kaplan_params):
     if column not in results:
       raise ValueError(f'results: no column {column!r} (columns: {sorted(results)})')
@@ -96,6 +100,8 @@ def fit_all(results: dict, curves=None, *, loss_column: str = 'final_eval_loss',
   kept_out = _kept_out(results)
   _run_hyperparameter_laws(report, results, ok & _kind_in(results, (TUNING_KIND,)), loss,
                            boot, isoflop_method, keep_extrapolated)
+  _run_transfer(report, results, ok & _kind_in(results, (TRANSFER_KIND,)), loss, boot,
+                isoflop_method, keep_extrapolated)
   ok &= ~kept_out
   unique = _unique_tokens(results)[ok]
   report.data['repeated_runs'] = int(_is_repeated(D[ok], unique).sum())
@@ -144,6 +150,7 @@ def fit_all(results: dict, curves=None, *, loss_column: str = 'final_eval_loss',
 
 TUNING_KIND = 'hyperparameter'  # sweep.kind of the runs of a learning-rate / batch-size sweep
 UNFITTED_KINDS = ('wsd_stable',)  # the constant-learning-rate parents of cooldown branches
+TRANSFER_KIND = 'mup_transfer'  # a learning-rate grid per width and parametrisation
 HYPERPARAMETER_COLUMNS = {'learning_rate': ('train.learning_rate',),
                           'batch_size': ('train.batch_size', 'data.seq_len')}  # in tokens
 
@@ -159,7 +166,24 @@ def _kind_in(results: dict, kinds) -> np.ndarray:
 def _kept_out(results: dict) -> np.ndarray:
   """Rows of a hyperparameter sweep (they feed only the hyperparameter laws) and the unannealed
   parents of cooldown branches (they feed nothing)."""
-  return _kind_in(results, (TUNING_KIND,) + UNFITTED_KINDS)
+  return _kind_in(results, (TUNING_KIND, TRANSFER_KIND) + UNFITTED_KINDS)
+
+
+def _run_transfer(report: Report, results: dict, rows: np.ndarray, loss, boot, method: str,
+                  keep_extrapolated: bool) -> None:
+  """Per parametrisation, the optimal learning rate as a power law in width (muP transfer: an
+  exponent near 0 means the optimum stays put)."""
+  columns = ('model.d_model', 'model.parametrization', 'train.learning_rate')
+  if not rows.any() or any(c not in results for c in columns):
+    return
+  width = np.asarray(results['model.d_model'], dtype=np.float64)
+  lr = np.asarray(results['train.learning_rate'], dtype=np.float64)
+  for kind in sorted(set(results['model.parametrization'][rows])):
+    these = rows & (results['model.parametrization'] == kind)
+    _run(report, f'lr_transfer_{kind}', lambda these=these:
+         hyperparameters.fit_hyperparameter_law(
+             width[these], lr[these], loss[these], name='learning_rate', against='width',
+             method=method, keep_extrapolated=keep_extrapolated, skip_bad_budgets=True, **boot))
 
 
 def _run_hyperparameter_laws(report: Report, results: dict, rows: np.ndarray, loss, boot,
@@ -344,7 +368,7 @@ def write_plots(report: Report, out_dir) -> dict:
     paths['kaplan_ND'] = plots.plot_joint(fits['kaplan_ND'], out / 'loss_vs_N_D.png')
   if 'emergence' in fits:
     paths['emergence'] = plots.plot_emergence(fits['emergence'], out / 'emergence.png')
-  for name in ('learning_rate_law', 'batch_size_law'):
+  for name in ('learning_rate_law', 'batch_size_law', 'lr_transfer_standard', 'lr_transfer_mup'):
     if name in fits:
       paths[name] = plots.plot_hyperparameter_law(fits[name], out / f'{name}.png')
   if 'data_constrained' in fits:
