@@ -10,9 +10,8 @@ import pytest
 from research.config import base_config
 from research.model import Transformer
 from research.model.init import init_params
+from research.train import coordinate_check
 from research.train.optimizer import make_optimizer
-from research.train.state import TrainState
-from research.train.step import make_train_step
 from tests import numpy_reference
 
 HEAD = 16
@@ -70,33 +69,13 @@ def test_adam_learning_rate_of_hidden_matrices_is_divided_by_the_width_multiplie
     assert ratio == pytest.approx(0.25 if hidden else 1.0, rel=1e-5), key
 
 
-def activation_sizes(width, parametrization, steps=4, seed=0):
-  """Mean |coordinate| of the logits and of the last block's output after `steps` Adam steps on
-  one fixed batch of random tokens (a coordinate check, Yang et al. 2022, appendix D.1)."""
-  c = config(width, parametrization, base_width=32)
-  optimizer = make_optimizer(c.train, c.model)
-  params = init_params(c.model, seed=seed)
-  tokens = jax.random.randint(jax.random.key(seed), (8, 17), 0, 128)
-  step = jax.jit(make_train_step(c.model, optimizer))
-  train_state = TrainState(step=jnp.zeros((), jnp.int32), params=params,
-                           opt_state=optimizer.init(params))
-  for _ in range(steps):
-    train_state, _ = step(train_state, {'inputs': tokens[:, :-1], 'targets': tokens[:, 1:]})
-  logits, inter = Transformer(c.model).apply({'params': train_state.params}, tokens[:, :-1],
-                                             capture_intermediates=True,
-                                             mutable=['intermediates'])
-  block = inter['intermediates'][f'layers_{c.model.num_layers - 1}']['__call__'][0][0]
-  return float(jnp.mean(jnp.abs(logits))), float(jnp.mean(jnp.abs(block)))
-
-
 def test_coordinate_check():
   widths = (32, 64, 128, 256)
   slopes = {}
   for kind in ('standard', 'mup'):
-    sizes = np.array([activation_sizes(w, kind) for w in widths])
-    slopes[kind] = [float(np.polyfit(np.log(widths), np.log(sizes[:, j]), 1)[0]) for j in (0, 1)]
-    print(kind, 'mean |logit|, |block out| per width:', np.round(sizes, 3).tolist(),
-          'slopes in log width:', np.round(slopes[kind], 3))
-  # muP: flat in width; standard: the logits grow about linearly with width under Adam.
-  assert abs(slopes['mup'][0]) < 0.25 and abs(slopes['mup'][1]) < 0.25
-  assert slopes['standard'][0] > 0.5 and slopes['standard'][1] > 0.5
+    sizes, slopes[kind] = coordinate_check.width_slopes({w: config(w, kind) for w in widths})
+    print(kind, {w: {k: round(v, 3) for k, v in s.items()} for w, s in sizes.items()},
+          'slopes in log width:', {k: round(v, 3) for k, v in slopes[kind].items()})
+  # muP: flat in width; standard: the logits and the residual stream grow with width.
+  assert abs(slopes['mup']['logits']) < 0.25 and abs(slopes['mup']['block']) < 0.25
+  assert slopes['standard']['logits'] > 0.5 and slopes['standard']['block'] > 0.5

@@ -7,23 +7,12 @@ from research.scaling import data_constrained as dc
 from research.scaling import report
 from research.sweeps import synthetic
 
-R_STAR = 15.4  # the paper's fitted R_D*
+R_STAR = synthetic.R_STAR  # the paper's fitted R_D*, 15.4
 START = {'a': [6.0], 'b': [6.0], 'e': [0.5], 'alpha': [0.3], 'beta': [0.3]}
 
 
-def runs(seed=0, noise=0.003):
-  """Fresh-data IsoFLOP runs from Chinchilla's law, and runs of 2 sizes repeating 2 unique-token
-  budgets for 2 to 40 epochs, their loss the law at D'."""
-  rng = np.random.default_rng(seed)
-  n0, d0, _ = synthetic.isoflop_design(np.logspace(18, 21, 4), sizes_per_budget=5, width=0.5)
-  n, u, epochs = (x.ravel() for x in np.meshgrid([1e8, 4e8], [1e9, 4e9], [2, 4, 8, 16, 40],
-                                                 indexing='ij'))
-  d = u * epochs
-  N, D = np.concatenate([n0, n]), np.concatenate([d0, d])
-  U = np.concatenate([np.full(len(n0), np.nan), u])
-  d_eff = np.concatenate([d0, u + u * R_STAR * (1 - np.exp(-(epochs - 1) / R_STAR))])
-  loss = synthetic.chinchilla_loss(N, d_eff) * np.exp(rng.normal(0, noise, len(N)))
-  return N, D, U, loss
+def runs(seed=0):
+  return synthetic.repeated_data_runs(seed)
 
 
 def test_effective_data_closed_form():

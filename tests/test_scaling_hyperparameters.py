@@ -7,23 +7,14 @@ import pytest
 from research.scaling import fit_hyperparameter_law
 from research.scaling import hyperparameters
 from research.scaling import report
+from research.sweeps import synthetic
 
-# DeepSeek LLM (2024), eq. 1: eta_opt = 0.3118 C^-0.1250, B_opt = 0.2920 C^0.3271 (tokens).
-LR_LAW, BATCH_LAW = (0.3118, -0.1250), (0.2920, 0.3271)
+LR_LAW, BATCH_LAW = synthetic.LR_LAW, synthetic.BATCH_LAW  # DeepSeek LLM (2024), eq. 1
 BUDGETS = np.logspace(17, 20, 7)
 
 
-def grid_runs(seed=0, noise=0.002, lr_span=(-0.9, 0.9), lr_points=7):
-  """A grid of learning rates x batch sizes at every budget around the laws' optima; the loss is
-  quadratic in both logs (slightly skewed in the learning rate) above a floor falling with C."""
-  rng = np.random.default_rng(seed)
-  C, lr, batch = (x.ravel() for x in np.meshgrid(BUDGETS, np.linspace(*lr_span, lr_points),
-                                                 np.linspace(-0.8, 0.8, 5), indexing='ij'))
-  lr_opt, batch_opt = (k * C ** a for k, a in (LR_LAW, BATCH_LAW))
-  x, y = lr * np.log(10), batch * np.log(10)  # natural-log offsets from the optima
-  lr, batch = lr_opt * np.exp(x), batch_opt * np.exp(y)
-  loss = (2.0 + 50 * C ** -0.1 + 0.06 * x ** 2 + 0.01 * x ** 3 + 0.04 * y ** 2)
-  return C, lr, batch, loss * np.exp(rng.normal(0, noise, len(C)))
+def grid_runs(seed=0):
+  return synthetic.hyperparameter_grid(BUDGETS, seed=seed)
 
 
 @pytest.mark.parametrize('name,column,law', [('learning_rate', 1, LR_LAW),
@@ -100,16 +91,8 @@ def test_fit_all_fits_both_laws_from_a_hyperparameter_sweep_only():
 
 def test_fit_all_reads_a_transfer_sweep_as_the_optimum_against_width():
   # Standard: the best learning rate falls as 1 / width; muP: it stays at 3e-3.
-  rows = []
-  rng = np.random.default_rng(7)
-  for kind, slope in (('standard', -1.0), ('mup', 0.0)):
-    for width in (64, 128, 256, 512):
-      best = 3e-3 * (width / 64) ** slope
-      for lr in 3e-3 * 2.0 ** np.arange(-5, 3):
-        rows.append((kind, width, lr, 3.0 + 0.05 * np.log(lr / best) ** 2
-                     + rng.normal(0, 0.002)))
-  kind, width, lr, loss = (np.array(x) for x in zip(*rows))
-  n = len(rows)
+  kind, width, lr, loss = synthetic.transfer_runs()
+  n = len(kind)
   results = {'N': width ** 2 * 12.0, 'D': np.full(n, 1e7), 'N_non_embedding': width ** 2 * 12.0,
              'final_eval_loss': loss, 'kind': np.array(['mup_transfer'] * n, dtype=object),
              'model.d_model': width.astype(float), 'model.parametrization': kind.astype(object),

@@ -263,12 +263,12 @@ def allocations(report: Report, budgets) -> list[dict]:
   return rows
 
 
-def _plain(value):
+def plain(value):
   """`value` with tuples as lists, numpy scalars as Python ones and NaN or inf as None."""
   if isinstance(value, dict):
-    return {k: _plain(v) for k, v in value.items()}
+    return {k: plain(v) for k, v in value.items()}
   if isinstance(value, (list, tuple)):
-    return [_plain(v) for v in value]
+    return [plain(v) for v in value]
   if isinstance(value, (bool, np.bool_)):
     return bool(value)
   if isinstance(value, (int, np.integer)):
@@ -281,7 +281,7 @@ def _plain(value):
 def summary(report: Report, budgets=None) -> dict:
   """The report as strict-JSON values (no NaN: a missing interval is null)."""
   budgets = default_budgets(report) if budgets is None else list(budgets)
-  return _plain({'data': report.data, 'fits': {k: v.as_dict() for k, v in report.fits.items()},
+  return plain({'data': report.data, 'fits': {k: v.as_dict() for k, v in report.fits.items()},
                  'skipped': report.skipped, 'warnings': report.notes,
                  'allocations': allocations(report, budgets)})
 
