@@ -15,8 +15,8 @@ Each part runs its sweeps with the sweep runner (finished runs are skipped: reru
 fits, prints a table and writes DIR/<part>.json and figures under DIR/figures/.
 """
 
-import json
 import pathlib
+import signal
 import time
 import warnings
 
@@ -241,6 +241,10 @@ def part_mup(workdir: pathlib.Path, boot, figures) -> dict:
   return out
 
 
+def _interrupt(signum, frame):
+  raise KeyboardInterrupt
+
+
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f'unexpected arguments: {argv[1:]}')
@@ -250,6 +254,7 @@ def main(argv):
   workdir = pathlib.Path(_WORKDIR.value).absolute()
   figures = workdir / 'figures'
   figures.mkdir(parents=True, exist_ok=True)
+  signal.signal(signal.SIGTERM, _interrupt)  # stop like Ctrl-C: runs checkpoint and exit
   boot = dict(n_bootstrap=_N_BOOTSTRAP.value, seed=0)
   parts = {'cooldown': part_cooldown, 'data': part_data, 'hyper': part_hyper, 'mup': part_mup}
   for name in _PARTS.value:

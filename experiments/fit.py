@@ -14,6 +14,7 @@ from absl import flags
 
 from research import run_dir
 from research.scaling import report as report_lib
+from research.scaling import run_kinds
 from research.sweeps import table
 
 _WORKDIR = flags.DEFINE_string('workdir', None, 'Sweep directory holding results.csv.')
@@ -64,7 +65,7 @@ def main(argv):
       raise ValueError(f'{table.results_path(_WORKDIR.value)}: no completed runs to fit')
     with warnings.catch_warnings(record=True) as caught:
       warnings.simplefilter('always')
-      curves = (table.load_curves(report_lib.law_runs(results)) if _CURVES.value
+      curves = (table.load_curves(run_kinds.law_runs(results)) if _CURVES.value
                 else None)
     for w in caught:
       print(f'warning: {w.message}', file=sys.stderr)

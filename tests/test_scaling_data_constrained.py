@@ -5,6 +5,7 @@ import pytest
 
 from research.scaling import data_constrained as dc
 from research.scaling import report
+from research.scaling import run_kinds
 from research.sweeps import synthetic
 
 R_STAR = synthetic.R_STAR  # the paper's fitted R_D*, 15.4
@@ -51,7 +52,7 @@ def test_fit_all_keeps_repeated_runs_out_of_the_other_fits():
   assert len(fits.fits['approach3'].N) == 20  # the fresh runs only
   assert fits.fits['data_constrained'].R_star == pytest.approx(R_STAR, rel=0.25)
   assert 'R_star' in report.format_table(fits)
-  assert len(report.law_runs(results)['N']) == 20
+  assert len(run_kinds.law_runs(results)['N']) == 20
 
 
 @pytest.mark.parametrize('change,message', [

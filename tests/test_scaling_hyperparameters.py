@@ -7,6 +7,7 @@ import pytest
 from research.scaling import fit_hyperparameter_law
 from research.scaling import hyperparameters
 from research.scaling import report
+from research.scaling import run_kinds
 from research.sweeps import synthetic
 
 LR_LAW, BATCH_LAW = synthetic.LR_LAW, synthetic.BATCH_LAW  # DeepSeek LLM (2024), eq. 1
@@ -86,7 +87,7 @@ def test_fit_all_fits_both_laws_from_a_hyperparameter_sweep_only():
   assert 'approach2' not in fits.fits and 'approach3' not in fits.fits  # tuning runs only
   table = report.format_table(fits)
   assert 'Optimal learning rate against compute' in table and 'exponent' in table
-  assert report.law_runs(results)['N'].size == 0
+  assert run_kinds.law_runs(results)['N'].size == 0
 
 
 def test_fit_all_reads_a_transfer_sweep_as_the_optimum_against_width():

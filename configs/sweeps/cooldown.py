@@ -2,8 +2,9 @@
 model size and a 20% linear cooldown branch per budget, at the (N, D) points of
 `cooldown_cosine.py` (separate cosine runs), so the two laws can be compared with their compute.
 
-Four tiny models (12.5k to 84k parameters, one grid at every budget: the setting where one
-constant run per size serves all budgets) at three budgets; D = C / (6 N).
+Four tiny models per budget at four budgets, D = C / (6 N): one grid (12.5k to 84k parameters)
+at the three smaller budgets, the setting where one constant run per size serves every budget,
+moved up one size at the largest (31k to 113k), where the optimum has moved up.
 
   python -m experiments.sweep --sweep=configs/sweeps/cooldown.py --workdir=runs/cooldown
   python -m experiments.fit --workdir=runs/cooldown
@@ -14,9 +15,15 @@ from research.sweeps import cooldown
 from research.sweeps import generators
 from research.sweeps import sizing
 
-BUDGETS = (3e10, 9e10, 2.7e11)  # training FLOPs, C = 6 N D
-GRID = dict(num_sizes=4, span=7.0, shapes=sizing.TINY_SHAPES,
-            guess=lambda budget: 30e3)  # the same sizes at every budget
+BUDGETS = (3e10, 9e10, 2.7e11, 8.1e11)  # training FLOPs, C = 6 N D
+
+
+def grid_centre(budget: float) -> float:
+  """The size the grid is centred on (log-spaced over a factor 7 around it)."""
+  return 30e3 if budget < 5e11 else 55e3
+
+
+GRID = dict(num_sizes=4, span=7.0, shapes=sizing.TINY_SHAPES, guess=grid_centre)
 FRACTION = 0.2
 
 

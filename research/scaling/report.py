@@ -24,6 +24,7 @@ from research.scaling import emergence
 from research.scaling import fit_utils
 from research.scaling import hyperparameters
 from research.scaling import kaplan
+from research.scaling import run_kinds
 
 NAMES = {
     'approach1': 'Chinchilla approach 1 (training-curve envelope)',
@@ -79,8 +80,8 @@ def fit_all(results: dict, curves=None, *, loss_column: str = 'final_eval_loss',
   (`kind` 'hyperparameter') feed only the learning-rate and batch-size laws, and the
   constant-learning-rate parents of cooldown branches (`kind` 'wsd_stable') no fit at all (their
   branches are ordinary runs), and a muP transfer sweep's (`kind` 'mup_transfer') only the
-  optimal learning rate against width per parametrisation. Pass `curves` of `law_runs(results)`
-  only."""
+  optimal learning rate against width per parametrisation (`run_kinds` says which runs feed
+  which fit). Pass `curves` of `run_kinds.law_runs(results)` only."""
   for column in ('N', 'D', loss_column, kaplan_params):
     if column not in results:
       raise ValueError(f'results: no column {column!r} (columns: {sorted(results)})')
@@ -97,16 +98,16 @@ def fit_all(results: dict, curves=None, *, loss_column: str = 'final_eval_loss',
       'kaplan_params': kaplan_params, 'budgets': sorted({float(b) for b in budget[ok]
                                                          if np.isfinite(b)}),
       'curves': len(curves or []), 'max_C': float(np.max(6 * N[ok] * D[ok])) if ok.any() else 0})
-  kept_out = _kept_out(results)
-  _run_hyperparameter_laws(report, results, ok & _kind_in(results, (TUNING_KIND,)), loss,
-                           boot, isoflop_method, keep_extrapolated)
-  _run_transfer(report, results, ok & _kind_in(results, (TRANSFER_KIND,)), loss, boot,
-                isoflop_method, keep_extrapolated)
-  ok &= ~kept_out
-  unique = _unique_tokens(results)[ok]
-  report.data['repeated_runs'] = int(_is_repeated(D[ok], unique).sum())
+  tuning = ok & run_kinds.kind_in(results, (run_kinds.TUNING_KIND,))
+  transfer = ok & run_kinds.kind_in(results, (run_kinds.TRANSFER_KIND,))
+  _run_hyperparameter_laws(report, results, tuning, loss, boot, isoflop_method,
+                           keep_extrapolated)
+  _run_transfer(report, results, transfer, loss, boot, isoflop_method, keep_extrapolated)
+  ok &= ~run_kinds.kept_out(results)
+  unique = run_kinds.unique_tokens(results)[ok]
+  report.data['repeated_runs'] = int(run_kinds.is_repeated(D[ok], unique).sum())
   N_all, D_all, loss_all = N[ok], D[ok], loss[ok]
-  fresh = ~_is_repeated(D_all, unique)
+  fresh = ~run_kinds.is_repeated(D_all, unique)
   N, D, loss, n_kaplan, budget = (x[ok][fresh] for x in (N, D, loss, n_kaplan, budget))
   in_budget = np.isfinite(budget)
 
@@ -148,27 +149,6 @@ def fit_all(results: dict, curves=None, *, loss_column: str = 'final_eval_loss',
   return report
 
 
-TUNING_KIND = 'hyperparameter'  # sweep.kind of the runs of a learning-rate / batch-size sweep
-UNFITTED_KINDS = ('wsd_stable',)  # the constant-learning-rate parents of cooldown branches
-TRANSFER_KIND = 'mup_transfer'  # a learning-rate grid per width and parametrisation
-HYPERPARAMETER_COLUMNS = {'learning_rate': ('train.learning_rate',),
-                          'batch_size': ('train.batch_size', 'data.seq_len')}  # in tokens
-
-
-def _kind_in(results: dict, kinds) -> np.ndarray:
-  """Rows whose sweep kind is one of `kinds`."""
-  kind = results.get('kind')
-  if kind is None:
-    return np.zeros(len(results['N']), bool)
-  return np.array([k in kinds for k in kind], dtype=bool)
-
-
-def _kept_out(results: dict) -> np.ndarray:
-  """Rows of a hyperparameter sweep (they feed only the hyperparameter laws) and the unannealed
-  parents of cooldown branches (they feed nothing)."""
-  return _kind_in(results, (TUNING_KIND, TRANSFER_KIND) + UNFITTED_KINDS)
-
-
 def _run_transfer(report: Report, results: dict, rows: np.ndarray, loss, boot, method: str,
                   keep_extrapolated: bool) -> None:
   """Per parametrisation, the optimal learning rate as a power law in width (muP transfer: an
@@ -194,7 +174,7 @@ def _run_hyperparameter_laws(report: Report, results: dict, rows: np.ndarray, lo
     return
   budget = np.asarray(results.get('budget', np.full(len(rows), np.nan)), dtype=np.float64)
   rows = rows & np.isfinite(budget)
-  for name, columns in HYPERPARAMETER_COLUMNS.items():
+  for name, columns in run_kinds.HYPERPARAMETER_COLUMNS.items():
     if any(c not in results or results[c].dtype == object for c in columns):
       report.skipped[f'{name}_law'] = f'no column {" or ".join(columns)}'
       continue
@@ -205,28 +185,6 @@ def _run_hyperparameter_laws(report: Report, results: dict, rows: np.ndarray, lo
          hyperparameters.fit_hyperparameter_law(
              budget[rows], value[rows], loss[rows], name=name, method=method,
              keep_extrapolated=keep_extrapolated, skip_bad_budgets=True, **boot))
-
-
-def _unique_tokens(results: dict) -> np.ndarray:
-  """Each run's unique tokens U (NaN: fresh data, no limit)."""
-  n = len(results['N'])
-  column = results.get('unique_tokens')
-  if column is None or column.dtype == object:
-    return np.full(n, np.nan)
-  unique = np.asarray(column, dtype=np.float64)
-  return np.where(unique > 0, unique, np.nan)
-
-
-def _is_repeated(D: np.ndarray, unique: np.ndarray) -> np.ndarray:
-  return data_constrained.repetitions(D, unique) > 0
-
-
-def law_runs(results: dict) -> dict:
-  """The rows of `results` the Chinchilla and Kaplan fits use: fresh data (no repeated unique
-  tokens) and not a hyperparameter sweep's."""
-  keep = ~_is_repeated(np.asarray(results['D'], dtype=np.float64), _unique_tokens(results))
-  keep &= ~_kept_out(results)
-  return {name: column[keep] for name, column in results.items()}
 
 
 def _fit_kaplan_c(N, n_kaplan, D, loss, curves, boot):

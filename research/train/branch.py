@@ -64,6 +64,8 @@ def restore_parent(config: ml_collections.ConfigDict, abstract_state, data_itera
   shardings), with `data_iterator` set to the parent's position there."""
   parent = check_parent(config)
   step = config.train.init_from.step
+  if not (parent / run_dir_lib.CHECKPOINT_DIR).is_dir():
+    raise ValueError(f'train.init_from.step={step}: the parent {parent} has no checkpoints yet')
   manager = ckpt.make_manager(parent, keep=None, create=False)
   try:
     available = sorted(manager.all_steps())
