@@ -1,8 +1,11 @@
 """Fit scaling laws to a sweep: `python -m experiments.fit --workdir=runs/sweep`.
 
 Reads DIR/results.csv (completed runs) and each run's metrics.jsonl, runs every fit the data
-supports (Chinchilla approaches 1-3, Kaplan's laws, optionally an emergence fit), writes the
-figures and `fits.json` to DIR/fits/ (or --out) and prints a table of the fitted laws.
+supports (Chinchilla approaches 1-3, Kaplan's laws, and as the sweep's runs allow the
+data-constrained law, the learning-rate and batch-size laws, the learning rate against width,
+optionally an emergence fit), writes the figures and `fits.json` to DIR/fits/ (or --out) and
+prints a table of the fitted laws, with which IsoFLOP budgets the sizes trained bracket and
+which sizes would bracket the others.
 """
 
 import pathlib
