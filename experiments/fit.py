@@ -1,8 +1,11 @@
 """Fit scaling laws to a sweep: `python -m experiments.fit --workdir=runs/sweep`.
 
 Reads DIR/results.csv (completed runs) and each run's metrics.jsonl, runs every fit the data
-supports (Chinchilla approaches 1-3, Kaplan's laws, optionally an emergence fit), writes the
-figures and `fits.json` to DIR/fits/ (or --out) and prints a table of the fitted laws.
+supports (Chinchilla approaches 1-3, Kaplan's laws, and as the sweep's runs allow the
+data-constrained law, the learning-rate and batch-size laws, the learning rate against width,
+optionally an emergence fit), writes the figures and `fits.json` to DIR/fits/ (or --out) and
+prints a table of the fitted laws, with which IsoFLOP budgets the sizes trained bracket and
+which sizes would bracket the others.
 """
 
 import pathlib
@@ -14,6 +17,7 @@ from absl import flags
 
 from research import run_dir
 from research.scaling import report as report_lib
+from research.scaling import run_kinds
 from research.sweeps import table
 
 _WORKDIR = flags.DEFINE_string('workdir', None, 'Sweep directory holding results.csv.')
@@ -31,6 +35,12 @@ _N_BOOTSTRAP = flags.DEFINE_integer('n_bootstrap', 200, 'Bootstrap replicates pe
                                     '(Approach 3 uses at most 100).')
 _SEED = flags.DEFINE_integer('seed', 0, 'Seed of the bootstrap.')
 _CONFIDENCE = flags.DEFINE_float('confidence', 0.95, 'Level of the bootstrap intervals.')
+_ISOFLOP_METHOD = flags.DEFINE_enum('isoflop_method', 'parabola', ['parabola', 'akima'],
+                                   "Approach 2: each budget's minimum from a parabola in log N "
+                                   'or an Akima interpolation within the sizes trained.')
+_KEEP_EXTRAPOLATED = flags.DEFINE_bool('keep_extrapolated', False,
+                                       'Approach 2: keep budgets whose minimum the sizes trained '
+                                       'do not bracket (by default they are left out).')
 flags.mark_flags_as_required(['workdir'])
 
 
@@ -58,14 +68,17 @@ def main(argv):
       raise ValueError(f'{table.results_path(_WORKDIR.value)}: no completed runs to fit')
     with warnings.catch_warnings(record=True) as caught:
       warnings.simplefilter('always')
-      curves = table.load_curves(results) if _CURVES.value else None
+      curves = (table.load_curves(run_kinds.law_runs(results)) if _CURVES.value
+                else None)
     for w in caught:
       print(f'warning: {w.message}', file=sys.stderr)
     report = report_lib.fit_all(results, curves, loss_column=_LOSS.value,
                                 kaplan_params=_KAPLAN_PARAMS.value,
                                 accuracy_column=_ACCURACY.value,
                                 n_bootstrap=_N_BOOTSTRAP.value, seed=_SEED.value,
-                                confidence=_CONFIDENCE.value)
+                                confidence=_CONFIDENCE.value,
+                                isoflop_method=_ISOFLOP_METHOD.value,
+                                keep_extrapolated=_KEEP_EXTRAPOLATED.value)
   except ValueError as e:
     print(f'error: {e}', file=sys.stderr)
     sys.exit(2)

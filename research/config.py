@@ -33,6 +33,7 @@ def default_data_config() -> ml_collections.ConfigDict:
   c.tokenizer_train_chars = 20_000_000  # characters of the train split used to fit the BPE
   c.seq_len = 128  # tokens per training window (each window holds seq_len + 1 tokens)
   c.seed = 0  # shuffling seed
+  c.unique_tokens = 0  # > 0: train on this many distinct tokens, repeated (data-constrained runs)
   c.eval_batches = 8  # size of the fixed validation set, in batches
   return c
 
@@ -49,6 +50,7 @@ def default_train_config() -> ml_collections.ConfigDict:
   c.warmup_steps = 100
   c.min_lr_ratio = 0.1  # floor of the decay, as a fraction of the peak
   c.decay_fraction = 0.2  # wsd: the share of steps spent decaying
+  c.decay_shape = 'linear'  # wsd: linear | 1-sqrt (Hagele et al. 2024)
   c.b1 = 0.9
   c.b2 = 0.95
   c.eps = 1e-8
@@ -63,6 +65,10 @@ def default_train_config() -> ml_collections.ConfigDict:
   c.keep_checkpoints = 3
   c.verify_checkpoints = True  # record each checkpoint's checksums; check them before a restore
   c.run_lock = 'auto'  # auto | flock | lease: how the run directory is held by one process
+  c.save_steps = ()  # extra steps to checkpoint and keep for good (cooldown branches start there)
+  # Start from another run's checkpoint (params, optimizer state, data position), e.g. a cooldown
+  # branch of a constant-LR run; used only while this run directory has no checkpoint yet.
+  c.init_from = ml_collections.ConfigDict({'run_dir': '', 'run_id': '', 'step': 0})
   c.spike_threshold = 6.0  # std devs above the running mean that count as a loss spike
   c.spike_window = 50
   c.skip_batches_after_rollback = 20

@@ -43,8 +43,9 @@ def rope(v, pos, base):
   return out
 
 
-def attention(x, p, c):
-  """Loop over query positions and heads; key j is visible to query i iff i-W < j <= i."""
+def attention(x, p, c, scale=None):
+  """Loop over query positions and heads; key j is visible to query i iff i-W < j <= i. Scores
+  are q.k times `scale` (default 1/sqrt(head size))."""
   t = x.shape[0]
   n, k = c.num_heads, c.num_kv_heads
   q = np.einsum('td,dnh->tnh', x, p['query'])
@@ -56,12 +57,13 @@ def attention(x, p, c):
     q = np.stack([[rope(q[i, j], i, c.rope_base) for j in range(n)] for i in range(t)])
     kk = np.stack([[rope(kk[i, j], i, c.rope_base) for j in range(k)] for i in range(t)])
   h = q.shape[-1]
+  scale = 1 / math.sqrt(h) if scale is None else scale
   out = np.zeros_like(q)
   for i in range(t):
     for head in range(n):
       kv = head // (n // k)
       lo = max(0, i - c.sliding_window + 1) if c.sliding_window else 0
-      scores = np.array([q[i, head] @ kk[j, kv] / math.sqrt(h) for j in range(lo, i + 1)])
+      scores = np.array([q[i, head] @ kk[j, kv] * scale for j in range(lo, i + 1)])
       w = np.exp(scores - scores.max())
       w /= w.sum()
       out[i, head] = sum(w[j - lo] * v[j, kv] for j in range(lo, i + 1))
@@ -79,8 +81,9 @@ def mlp(x, p, c):
   return hidden @ p['wo'] + b('wo')
 
 
-def forward(c, params, tokens):
-  """Logits [T, V] for one sequence of token ids."""
+def forward(c, params, tokens, attention_scale=None, logit_multiplier=1.0):
+  """Logits [T, V] for one sequence of token ids (attention scores scaled by `attention_scale`,
+  default 1/sqrt(head size); logits multiplied by `logit_multiplier`)."""
   p = {k: v for k, v in params.items()}
   x = np.stack([p['embed'][tok] for tok in tokens])
   for i in range(len(tokens)):
@@ -91,12 +94,14 @@ def forward(c, params, tokens):
   for layer in range(c.num_layers):
     lp = p[f'layers_{layer}']
     if c.norm_position == 'pre':
-      x = x + attention(norm(x, lp['attn_norm'], c.norm, c.norm_eps), lp['attn'], c)
+      x = x + attention(norm(x, lp['attn_norm'], c.norm, c.norm_eps), lp['attn'], c,
+                        attention_scale)
       x = x + mlp(norm(x, lp['mlp_norm'], c.norm, c.norm_eps), lp['mlp'], c)
     else:
-      x = norm(x + attention(x, lp['attn'], c), lp['attn_norm'], c.norm, c.norm_eps)
+      x = norm(x + attention(x, lp['attn'], c, attention_scale), lp['attn_norm'], c.norm,
+               c.norm_eps)
       x = norm(x + mlp(x, lp['mlp'], c), lp['mlp_norm'], c.norm, c.norm_eps)
   if c.final_norm:
     x = norm(x, p['final_norm'], c.norm, c.norm_eps)
   unembed = p['embed'].T if c.tied_embedding else p['unembed']
-  return x @ unembed
+  return x @ unembed * logit_multiplier

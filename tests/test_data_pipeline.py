@@ -98,6 +98,24 @@ def test_shuffle_is_seeded_and_reshuffles_every_epoch(stream):
   assert first != second and first != list(range(windows))
 
 
+def test_unique_tokens_repeat_an_evenly_spread_subset_every_epoch(stream):
+  windows = pipeline.num_windows(len(stream), SEQ_LEN)
+  unique = 7 * SEQ_LEN + 5  # 7 windows' worth (the remainder is dropped)
+  subset = pipeline.unique_windows(windows, unique, SEQ_LEN, 1)
+  assert len(subset) == 7 and np.all(np.diff(subset) > 0)
+  assert subset[0] == 0 and subset[-1] >= windows - windows // 7 - 1  # spread over the split
+  ids = pipeline.train_dataset(np.arange(windows * SEQ_LEN + 1, dtype=np.int32), SEQ_LEN, 1, 1,
+                               unique_tokens=unique)
+  order = [int(ids[i]['inputs'][0, 0]) // SEQ_LEN for i in range(3 * 7)]
+  epochs = [order[7 * e:7 * (e + 1)] for e in range(3)]
+  assert all(sorted(e) == sorted(subset.tolist()) for e in epochs)  # every epoch: the subset
+  assert epochs[0] != epochs[1]  # reshuffled
+  with pytest.raises(ValueError, match=r'data.unique_tokens=1,000,000: the train split has only'):
+    pipeline.train_dataset(stream, SEQ_LEN, 4, 0, unique_tokens=10**6)
+  with pytest.raises(ValueError, match=r'data.unique_tokens=32: 2 windows .* fewer than one batch'):
+    pipeline.train_dataset(stream, SEQ_LEN, 4, 0, unique_tokens=2 * SEQ_LEN)
+
+
 def test_restored_iterator_yields_the_same_next_batches(stream, tmp_path):
   windows = pipeline.num_windows(len(stream), SEQ_LEN)
   steps_per_epoch = windows // 4

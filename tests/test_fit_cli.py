@@ -83,7 +83,8 @@ def test_cli_fits_every_law_and_writes_figures_and_json(sweep):
                'loss_vs_C', 'loss_vs_N_D', 'emergence'):
     png = out / f'{name}.png'
     assert png.read_bytes()[:8] == b'\x89PNG\r\n\x1a\n', name
-  for text in ('Chinchilla approach 2 (IsoFLOP parabolas)', 'alpha_N', 'D/N', '(95%)'):
+  for text in ('Chinchilla approach 2 (IsoFLOP profiles)', 'alpha_N', 'D/N', '(95%)',
+               'IsoFLOP budgets (parabola): 5 of 5 bracketed'):
     assert text in result.stdout
 
 
@@ -101,6 +102,37 @@ def test_fits_the_data_cannot_support_are_reported(sweep):
   assert json.loads(json.dumps(report.summary(fits)))['skipped'] == fits.skipped
 
 
+SMALL_GRID = {'a': [5.0], 'b': [5.0], 'e': [0.5], 'alpha': [0.5], 'beta': [0.5]}
+
+
+def edge_sweep(workdir, budgets):
+  """One grid of sizes at every budget: the smallest budgets' optima lie below it."""
+  synthetic.write_sweep(workdir, budgets=budgets, sizes=np.logspace(7.7, 9.3, 9), noise=0.003,
+                        seed=13)
+  return load_results(workdir)
+
+
+def test_report_says_which_budgets_are_not_bracketed_and_what_to_add(tmp_path):
+  results = edge_sweep(tmp_path / 'edge', (1e16, 1e17, 1e18, 1e19, 1e20))
+  fits = report.fit_all(results, None, n_bootstrap=0, parametric_grid=SMALL_GRID)
+  table = report.format_table(fits)
+  assert 'IsoFLOP budgets (parabola): 3 of 5 bracketed by the sizes trained, 3 used' in table
+  assert "budget C=1e+16: the parabola's minimum N=" in table and 'add models of about N=' in table
+  assert report.summary(fits)['fits']['approach2']['budgets_used'] == [1e18, 1e19, 1e20]
+  # Too few bracketed budgets: Approach 2 is skipped, and the reason lists the sizes to add.
+  results = edge_sweep(tmp_path / 'low', (1e16, 1e17, 1e18))
+  fits = report.fit_all(results, None, n_bootstrap=0, parametric_grid=SMALL_GRID)
+  reason = fits.skipped['approach2']
+  assert 'needs at least 2 budgets whose minimum the sizes trained bracket, got 1 of 3' in reason
+  assert 'C=1e+17: ' in reason and 'add models of about N=' in reason
+  assert reason in report.format_table(fits)
+  fits = report.fit_all(results, None, n_bootstrap=0, parametric_grid=SMALL_GRID,
+                        isoflop_method='akima', keep_extrapolated=True)
+  assert 'IsoFLOP budgets (akima): 1 of 3 bracketed by the sizes trained, 3 used (extrapolated ' \
+         'minima kept)' in report.format_table(fits)
+  assert fits.fits['approach2'].method == 'akima'
+
+
 @pytest.mark.parametrize('args,message', [
     (['--workdir={tmp}'], 'no results table'),
     (['--workdir={sweep}', '--budgets=big'], '--budgets=big: expected numbers'),
@@ -109,6 +141,8 @@ def test_fits_the_data_cannot_support_are_reported(sweep):
 ])
 def test_cli_errors_name_the_problem(tmp_path, sweep, args, message):
   args = [a.format(tmp=tmp_path, sweep=sweep) for a in args]
-  result = run_cli(*args, '--n_bootstrap=0', '--nocurves')
+  result = run_cli(*args, '--n_bootstrap=0', '--nocurves', '--isoflop_method=akima',
+                   '--keep_extrapolated')
   assert result.returncode == 2
   assert message in result.stderr
+

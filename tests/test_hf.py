@@ -157,7 +157,8 @@ def test_scanned_boxed_params_export(style, tmp_path):
 
 @pytest.mark.parametrize('field,value', [('position', 'sinusoidal'), ('norm_position', 'post'),
                                          ('final_norm', False), ('mlp', 'swiglu'),
-                                         ('num_kv_heads', 2), ('use_bias', False)])
+                                         ('num_kv_heads', 2), ('use_bias', False),
+                                         ('parametrization', 'mup')])
 def test_export_without_hf_equivalent_names_field(field, value, tmp_path):
   config = _our_config('gpt2', **{field: value})
   with pytest.raises(ValueError, match=f'model.{field}='):

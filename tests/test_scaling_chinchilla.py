@@ -10,6 +10,7 @@ from research.scaling import chinchilla
 from research.scaling import fit_envelope
 from research.scaling import fit_isoflop
 from research.scaling import fit_parametric
+from research.scaling import profile_minimum
 from research.sweeps import synthetic
 
 LAW = chinchilla.PUBLISHED  # E=1.69, A=406.4, B=410.7, alpha=0.34, beta=0.28
@@ -121,7 +122,8 @@ def test_isoflop_recovers_the_exponents(isoflop_runs):
   assert fit.a + fit.b == pytest.approx(1.0)
   np.testing.assert_allclose(fit.N_opt, synthetic.optimal_n(fit.budgets), rtol=0.3)
   np.testing.assert_allclose(fit.D_opt, fit.budgets / (6 * fit.N_opt))
-  assert fit.coefficients.shape == (11, 3) and np.all(fit.interior)
+  assert fit.coefficients.shape == (11, 3) and np.all(fit.bracketed)
+  np.testing.assert_array_equal(fit.budgets_used, fit.budgets)
   n_opt, d_opt = fit.optimal_allocation(1e22)
   assert n_opt == pytest.approx(fit.k_N * 1e22 ** fit.a)
   assert fit.tokens_per_parameter(1e22) == pytest.approx(d_opt / n_opt)
@@ -155,8 +157,9 @@ def test_isoflop_rejects_a_profile_without_a_minimum():
 
 
 @pytest.mark.parametrize('kwargs,message', [
-    (dict(C=[1e18] * 9), 'needs at least 2 usable budgets'),
+    (dict(C=[1e18] * 9), 'needs at least 2 budgets whose minimum'),
     (dict(N=[1e7] * 9), 'at least 3 distinct model sizes'),
+    (dict(method='spline'), "method='spline'"),
     (dict(loss=[3.0] * 8), 'same length'),
     (dict(min_runs=2), 'min_runs=2'),
     (dict(subsample=1.5), 'subsample=1.5'),
@@ -168,6 +171,91 @@ def test_isoflop_bad_input(kwargs, message):
   args.update(kwargs)
   with pytest.raises(ValueError, match=message):
     fit_isoflop(**args)
+
+
+@pytest.fixture(scope='module')
+def edge_runs():
+  """A fixed grid of 9 sizes (5e7 to 2e9) at 11 budgets from 1e16 to 1e21: the smaller budgets'
+  optima (1e7 up) lie below the sizes trained, as in sweeps planned with one size grid."""
+  budgets = np.logspace(16, 21, 11)
+  sizes = np.logspace(7.7, 9.3, 9)
+  N, C = np.tile(sizes, len(budgets)), np.repeat(budgets, len(sizes))
+  D = C / (6 * N)
+  rng = np.random.default_rng(0)
+  loss = synthetic.chinchilla_loss(N, D) * np.exp(rng.normal(0, 0.003, len(N)))
+  return N, D, loss, C
+
+
+def test_isoflop_leaves_out_unbracketed_budgets_and_recovers_the_exponent(edge_runs):
+  N, D, loss, C = edge_runs
+  with pytest.warns(UserWarning) as caught:
+    fit = fit_isoflop(N, D, loss, C, n_bootstrap=200, seed=1)
+  with pytest.warns(UserWarning):
+    kept = fit_isoflop(N, D, loss, C, keep_extrapolated=True, n_bootstrap=200, seed=1)
+  print(f'default: a {fit.a:.4f} ci {fit.ci["a"]} over {len(fit.budgets_used)} budgets; '
+        f'keep_extrapolated: a {kept.a:.4f} ci {kept.ci["a"]}; true {A_TRUE:.4f}')
+  # The default uses only budgets whose optimum lies inside the sizes, and its interval holds
+  # the generating exponent; keeping the extrapolated parabola minima biases a low, confidently.
+  true_inside = (synthetic.optimal_n(fit.budgets) > N.min()) & (synthetic.optimal_n(fit.budgets)
+                                                                < N.max())
+  assert not fit.bracketed[:3].any() and fit.bracketed[true_inside].sum() >= 5
+  assert set(fit.budgets_used) == set(fit.budgets[fit.bracketed])
+  np.testing.assert_array_equal(fit.used, fit.bracketed)
+  assert fit.ci['a'][0] <= A_TRUE <= fit.ci['a'][1]
+  assert not kept.ci['a'][0] <= A_TRUE <= kept.ci['a'][1]
+  assert kept.a < A_TRUE - 0.03 and len(kept.budgets_used) == 11
+  messages = [str(w.message) for w in caught]
+  assert any(m.startswith('budget C=1e+16: the parabola\'s minimum N=') and 'below the sizes '
+             'trained (N=50.1M); to bracket it add models of about N=31.6M, 20M' in m
+             and 'left out of the power law' in m for m in messages), messages
+
+
+def test_isoflop_akima_recovers_the_exponent_within_the_sizes_trained(edge_runs):
+  N, D, loss, C = edge_runs
+  with pytest.warns(UserWarning, match='the lowest loss is at the smallest size trained'):
+    fit = fit_isoflop(N, D, loss, C, method='akima', n_bootstrap=200, seed=1)
+  print(f'akima: a {fit.a:.4f} ci {fit.ci["a"]} over {len(fit.budgets_used)} budgets')
+  assert fit.method == 'akima' and np.isnan(fit.coefficients).all()
+  assert fit.ci['a'][0] <= A_TRUE <= fit.ci['a'][1]
+  assert fit.a == pytest.approx(A_TRUE, abs=0.08)
+  assert np.all(N.min() <= fit.N_opt) and np.all(fit.N_opt <= N.max())  # never extrapolates
+  summary = fit.as_dict()
+  assert summary['method'] == 'akima' and summary['budgets_used'] == list(fit.budgets_used)
+  assert [b['used'] for b in summary['budgets']] == list(fit.used)
+
+
+def test_akima_minimum_is_the_interpolants_minimum():
+  # A profile sampled finely from a smooth curve: the Akima minimum is the curve's.
+  log_n = np.linspace(0.0, 4.0, 25)
+  loss = 2.0 + 0.3 * np.cosh(log_n - 1.37)
+  minimum = profile_minimum.profile_minimum(log_n, loss, 1e18, 'akima')
+  assert minimum.bracketed and minimum.log_n_opt == pytest.approx(1.37, abs=2e-3)
+  assert minimum.loss_opt == pytest.approx(2.3, abs=1e-4)
+  np.testing.assert_allclose(minimum.predict(log_n), loss, rtol=1e-12)  # interpolates the runs
+  # Repeated sizes are averaged; a minimum at an end is a bound, and not bracketed.
+  edge = profile_minimum.profile_minimum([0, 0, 1, 2], [2.0, 2.2, 2.3, 2.5], 1e18, 'akima')
+  assert edge.log_n_opt == 0 and edge.loss_opt == pytest.approx(2.1) and edge.side == 'below'
+  assert profile_minimum.suggested_sizes(edge) == pytest.approx([np.exp(-1), np.exp(-2)])
+
+
+def test_parabola_vertex_inside_but_lowest_loss_at_an_end_is_not_bracketed():
+  minimum = profile_minimum.profile_minimum(np.log([1e7, 2e7, 4e7, 8e7]), [3.0, 2.9, 2.85, 2.84],
+                                            1e18)
+  assert np.log(1e7) < minimum.log_n_opt < np.log(8e7)
+  assert not minimum.bracketed and minimum.side == 'above'
+  assert 'the lowest loss is at the largest size trained (N=80M); to bracket it add models of ' \
+         'about N=160M, 320M' in profile_minimum.advice(minimum, 1e18)
+
+
+def test_isoflop_with_too_few_bracketed_budgets_names_the_sizes_to_add():
+  N = np.tile([1e7, 2e7, 4e7], 3)
+  C = np.repeat([1e18, 1e19, 1e20], 3)
+  loss = np.array([2.9, 3.0, 3.2, 3.0, 2.9, 3.0, 3.3, 3.1, 3.0])  # only 1e19 is bracketed
+  with pytest.raises(ValueError, match=r'(?s)got 1 of 3 usable.*C=1e\+18: .*below.*add models of '
+                     r'about N=5M.*C=1e\+20: .*above.*N=80M'):
+    fit_isoflop(N, C / (6 * N), loss, C, n_bootstrap=0)
+  fit = fit_isoflop(N, C / (6 * N), loss, C, keep_extrapolated=True, n_bootstrap=0)
+  assert list(fit.bracketed) == [False, True, False] and len(fit.budgets_used) == 3
 
 
 def synthetic_curves(seed):

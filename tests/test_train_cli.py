@@ -40,6 +40,10 @@ def test_bad_overrides_are_rejected_naming_the_field(tmp_path, override, expecte
     ('data', 'text_dir', '', 'data.text_dir'),
     ('data', 'validation_fraction', 1.5, 'data.validation_fraction=1.5'),
     ('model', 'num_kv_heads', 3, 'model.num_heads=4'),
+    ('data', 'unique_tokens', -5, 'data.unique_tokens=-5: must be an integer >= 0'),
+    # 1000 steps x 16 x 128 = 2,048,000 tokens: less than one epoch of 3M unique tokens.
+    ('data', 'unique_tokens', 3_000_000, 'data.unique_tokens=3000000: the run trains 2,048,000 '
+     'tokens, less than one epoch'),
 ])
 def test_validate_config_names_the_field(section, field, value, expected):
   config = base_config()

@@ -24,7 +24,7 @@ class Data:
   eval_set: pipeline.EvalSet
   bytes_per_token: float  # UTF-8 bytes per token on the validation split
   unigram_entropy_nats: float  # entropy of train token frequencies: loss of a unigram model
-  train_tokens: int  # tokens in the train split (all processes)
+  train_tokens: int  # tokens in the train split (all processes); the subset with unique_tokens
   validation_tokens: int
 
 
@@ -72,8 +72,9 @@ def build_data(config: ml_collections.ConfigDict, workdir_tokenizer_path: str,
   train_T = pipeline.token_stream(train_source, tokenizer, cache)
   validation_T = pipeline.token_stream(validation_source, tokenizer, cache)
   batch_size = config.train.batch_size
+  unique_tokens = data_config.unique_tokens
   train_dataset = pipeline.train_dataset(train_T, data_config.seq_len, batch_size, data_config.seed,
-                                         process_index, process_count)
+                                         process_index, process_count, unique_tokens)
   eval_set = pipeline.eval_batches(
       validation_T, data_config.seq_len, batch_size, data_config.eval_batches,
       tokenizer_lib.token_byte_lengths(tokenizer), process_index, process_count)
@@ -84,6 +85,7 @@ def build_data(config: ml_collections.ConfigDict, workdir_tokenizer_path: str,
       eval_set=eval_set,
       bytes_per_token=tokenizer_lib.bytes_per_token(tokenizer, validation_source),
       unigram_entropy_nats=unigram_entropy(train_T, tokenizer.get_vocab_size()),
-      train_tokens=len(train_T),
+      train_tokens=(unique_tokens // data_config.seq_len * data_config.seq_len if unique_tokens
+                    else len(train_T)),
       validation_tokens=len(validation_T),
   )

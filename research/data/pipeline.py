@@ -75,11 +75,15 @@ def num_windows(num_tokens: int, seq_len: int) -> int:
 
 @dataclasses.dataclass(frozen=True)
 class WindowToExample:
-  """Window index -> {'inputs': [T], 'targets': [T]} int32, targets shifted by one token."""
+  """Window index -> {'inputs': [T], 'targets': [T]} int32, targets shifted by one token; with
+  `windows_K`, index i reads window windows_K[i] (a subset of the stream)."""
   stream_T: np.ndarray
   seq_len: int
+  windows_K: np.ndarray | None = None
 
   def __call__(self, index: int) -> dict[str, np.ndarray]:
+    if self.windows_K is not None:
+      index = self.windows_K[int(index)]
     start = int(index) * self.seq_len
     window_T1 = np.asarray(self.stream_T[start:start + self.seq_len + 1], np.int32)
     return {'inputs': window_T1[:-1], 'targets': window_T1[1:]}
@@ -104,21 +108,43 @@ def _check_windows(stream_T: np.ndarray, seq_len: int, needed: int, what: str) -
   return windows
 
 
+def unique_windows(num_windows_total: int, unique_tokens: int, seq_len: int,
+                   global_batch_size: int) -> np.ndarray:
+  """The windows a run limited to `unique_tokens` distinct training tokens repeats: U // T of
+  them, spread evenly over the split (so the subset samples the whole corpus, not its first
+  documents). A ValueError names data.unique_tokens if the split is smaller or a batch larger."""
+  count = unique_tokens // seq_len
+  if count > num_windows_total:
+    raise ValueError(f'data.unique_tokens={unique_tokens:,}: the train split has only '
+                     f'{num_windows_total * seq_len:,} tokens ({num_windows_total} windows)')
+  if count < global_batch_size:
+    raise ValueError(f'data.unique_tokens={unique_tokens:,}: {count} windows of '
+                     f'data.seq_len={seq_len}, fewer than one batch of {global_batch_size}')
+  return (np.arange(count, dtype=np.int64) * num_windows_total) // count
+
+
 def train_dataset(stream_T: np.ndarray, seq_len: int, global_batch_size: int, seed: int,
-                  process_index: int = 0, process_count: int = 1) -> grain.MapDataset:
+                  process_index: int = 0, process_count: int = 1,
+                  unique_tokens: int = 0) -> grain.MapDataset:
   """This process's batches, endless and reshuffled every epoch: [B/P, T] inputs and targets.
 
   Global step s holds the shuffled windows [s*B, (s+1)*B); process p reads rows [p*B/P, (p+1)*B/P)
   of it and nothing else, so the processes' batches of one step stack to the single-process batch.
+  With `unique_tokens` > 0 an epoch is the `unique_windows` subset only, repeated as often as the
+  run needs (data-constrained training, Muennighoff et al. 2023).
   """
   local = local_batch_size(global_batch_size, process_count)
   if not 0 <= process_index < process_count:
     raise ValueError(f'process_index={process_index} must lie in [0, {process_count}).')
   windows = _check_windows(stream_T, seq_len, global_batch_size, 'train')
+  subset = None
+  if unique_tokens:
+    subset = unique_windows(windows, unique_tokens, seq_len, global_batch_size)
+    windows = len(subset)
   return (grain.MapDataset.range(windows)
           .shuffle(seed=seed)
           .repeat(max(1, _ENDLESS_WINDOWS // windows))  # epoch e is shuffled with seed + e
-          .map(WindowToExample(stream_T, seq_len))
+          .map(WindowToExample(stream_T, seq_len, subset))
           .batch(local)
           .slice(slice(process_index, None, process_count)))
 

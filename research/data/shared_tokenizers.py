@@ -21,7 +21,7 @@ from research.data import corpus
 from research.data import tokenizer as tokenizer_lib
 
 # Data fields a fitted BPE does not depend on.
-_NOT_TOKENIZER_FIELDS = ('seq_len', 'seed', 'eval_batches', 'tokenizer_path')
+_NOT_TOKENIZER_FIELDS = ('seq_len', 'seed', 'eval_batches', 'tokenizer_path', 'unique_tokens')
 
 
 def tokenizer_key(config: ml_collections.ConfigDict) -> str:

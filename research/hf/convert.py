@@ -118,6 +118,9 @@ def _no_equivalent(field: str, value, family: str, why: str):
 
 def _export_family(c: ml_collections.ConfigDict):
   """(family module, model_type) for a config; ValueError naming the field that does not fit."""
+  if c.get('parametrization', 'standard') != 'standard':
+    _no_equivalent('parametrization', c.parametrization, 'gpt2 or llama', 'their attention and '
+                   'output layer have no muP multipliers')
   if c.position == 'learned':
     family, model_type = gpt2, 'gpt2'
   elif c.position == 'rope':

@@ -153,6 +153,7 @@ class Attention(nn.Module):
   dtype: jnp.dtype
   param_dtype: jnp.dtype
   decode: bool = False  # read and extend the key/value cache (see the module docstring)
+  query_multiplier: float = 1.0  # muP: 1/sqrt(head_dim), so the scores are q.k / head_dim
 
   @nn.compact
   def __call__(self, x_BxTxD, positions_BxT):
@@ -174,6 +175,8 @@ class Attention(nn.Module):
                          pd).astype(self.dtype)
     q_BxTxNxH, k_BxTxKxH = positions_lib.rotate_queries_and_keys(
         q_BxTxNxH, k_BxTxKxH, positions_BxT, self.position, self.rope_base)
+    if self.query_multiplier != 1.0:
+      q_BxTxNxH = q_BxTxNxH * jnp.asarray(self.query_multiplier, q_BxTxNxH.dtype)
     q_BxTxNxH = nn.with_logical_constraint(q_BxTxNxH, ('batch', 'length', 'heads', 'head_dim'))
     if self.decode:
       k_BxSxKxH, v_BxSxKxH = update_cache(self, k_BxTxKxH, v_BxTxKxH, positions_BxT)

@@ -8,6 +8,7 @@ import flax.linen as nn
 import jax.numpy as jnp
 import ml_collections
 
+from research.model import mup
 from research.model.attention import Attention
 from research.model.config import head_dim, resolve_dtype
 from research.model.mlp import MLP
@@ -28,17 +29,19 @@ class Block(nn.Module):
   def __call__(self, x_BxTxD, positions_BxT):
     c = self.config
     dtype, param_dtype = resolve_dtype(c.dtype), jnp.dtype(c.param_dtype)
-    # GPT-2 scales the init of projections that write into the residual stream by 1/sqrt(2L).
-    out_std = c.init_std / math.sqrt(2 * c.num_layers)
+    # GPT-2 scales the init of projections that write into the residual stream by 1/sqrt(2L);
+    # muP scales every hidden matrix's by 1/sqrt(width multiplier).
+    std = mup.hidden_init_std(c, c.init_std)
+    out_std = std / math.sqrt(2 * c.num_layers)
     norm = lambda name: Norm(c.norm, c.norm_eps, dtype, param_dtype, name=name)
     attention = Attention(
         num_heads=c.num_heads, num_kv_heads=c.num_kv_heads, head_dim=head_dim(c),
         use_bias=c.use_bias, position=c.position, rope_base=c.rope_base,
-        sliding_window=c.sliding_window, impl=c.attention_impl, init_std=c.init_std,
+        sliding_window=c.sliding_window, impl=c.attention_impl, init_std=std,
         out_init_std=out_std, dtype=dtype, param_dtype=param_dtype, decode=self.decode,
-        name='attn')
+        query_multiplier=mup.attention_query_multiplier(c, head_dim(c)), name='attn')
     mlp = MLP(kind=c.mlp, d_ff=c.d_ff, use_bias=c.use_bias, gelu_approximate=c.gelu_approximate,
-              init_std=c.init_std, out_init_std=out_std, dtype=dtype, param_dtype=param_dtype,
+              init_std=std, out_init_std=out_std, dtype=dtype, param_dtype=param_dtype,
               name='mlp')
     dropout = nn.Dropout(c.dropout_rate, deterministic=self.deterministic)
 

@@ -11,6 +11,7 @@ import jax
 import jax.numpy as jnp
 import ml_collections
 
+from research.model import mup
 from research.model import positions
 
 POSITION_TYPES = positions.ADDITIVE + positions.ROTARY + ('none',)
@@ -56,6 +57,8 @@ def default_model_config() -> ml_collections.ConfigDict:
   c.remat = 'none'  # none | full | save_matmuls
   c.scan_layers = False
   c.init_std = 0.02
+  c.parametrization = 'standard'  # standard | mup (maximal update; see research/model/mup.py)
+  c.mup_base_width = 0  # mup: the d_model hyperparameters are tuned at (0: this model's own)
   return c
 
 
@@ -96,6 +99,13 @@ def validate_model_config(c: ml_collections.ConfigDict) -> None:
     _fail('sliding_window', c.sliding_window, 'must be 0 (off) or a positive integer')
   if c.init_std <= 0:
     _fail('init_std', c.init_std, 'must be positive')
+  parametrization = c.get('parametrization', 'standard')  # configs older than the field
+  if parametrization not in mup.PARAMETRIZATIONS:
+    _fail('parametrization', parametrization, f'unknown; expected one of {mup.PARAMETRIZATIONS}')
+  base_width = c.get('mup_base_width', 0)
+  if not isinstance(base_width, int) or base_width < 0:
+    _fail('mup_base_width', base_width, 'must be 0 (the model\'s own d_model) or a positive '
+          'integer')
 
 
 def head_dim(c: ml_collections.ConfigDict) -> int:

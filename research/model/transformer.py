@@ -6,6 +6,7 @@ import flax.linen as nn
 import jax.numpy as jnp
 import ml_collections
 
+from research.model import mup
 from research.model import positions as positions_lib
 from research.model.block import Block
 from research.model.config import REMAT_POLICIES, resolve_dtype, validate_model_config
@@ -84,6 +85,8 @@ class Transformer(nn.Module):
 
     if c.final_norm:
       x_BxTxD = Norm(c.norm, c.norm_eps, dtype, param_dtype, name='final_norm')(x_BxTxD)
+    if mup.output_multiplier(c) != 1.0:  # muP: logits / width multiplier
+      x_BxTxD = x_BxTxD * mup.output_multiplier(c)
     if c.tied_embedding:
       unembed_DxV = embed_VxD.T
     else:

@@ -1,7 +1,8 @@
 """Hoffmann et al. (2022, "Chinchilla") compute-optimal scaling, the paper's three approaches.
 
   Approach 1 (`fit_envelope`): the lower envelope of all training curves, loss against FLOPs.
-  Approach 2 (`fit_isoflop`): a parabola in log N through each IsoFLOP profile's final losses.
+  Approach 2 (`fit_isoflop`): each IsoFLOP profile's minimum in log N (a parabola, or Akima),
+    through the budgets whose minimum the sizes trained bracket.
   Approach 3 (`fit_parametric`): L(N, D) = E + A / N^alpha + B / D^beta, Huber loss on log L.
 
 Conventions: C = 6 N D (the paper's approximation, section 3.3), N counts all parameters
@@ -21,6 +22,7 @@ from scipy import optimize
 from scipy import signal
 
 from research.scaling import fit_utils
+from research.scaling import budget_optima
 
 # Hoffmann et al. (2022) section 3.3, and the grid of initialisations of their appendix D.2.
 PUBLISHED = {'E': 1.69, 'A': 406.4, 'B': 410.7, 'alpha': 0.34, 'beta': 0.28}
@@ -94,28 +96,39 @@ class EnvelopeFit(ComputeOptimalFit):
 
 @dataclasses.dataclass(frozen=True, eq=False)
 class IsoFlopFit(ComputeOptimalFit):
-  """Approach 2: per budget, loss = c2 (log N)^2 + c1 log N + c0 (`coefficients` rows) with its
-  minimum at `N_opt` (D_opt = C / (6 N_opt)); `interior` says whether the minimum lies within
-  the model sizes trained. `N`, `D`, `loss`, `C` are the runs fitted (C the budget label)."""
+  """Approach 2: per budget (`budgets`), the profile's minimum `N_opt` (D_opt = C / (6 N_opt)),
+  `loss_opt`, whether the sizes trained `bracketed` it, whether the power law `used` it
+  (`budgets_used`), and the sizes that would bracket it (`advice`, '' when bracketed); `minima`
+  holds each `profile_minimum.ProfileMinimum` and `coefficients` its parabola (NaN for Akima).
+  `N`, `D`, `loss`, `C` are the runs of those budgets (C the budget label)."""
+  method: str
+  keep_extrapolated: bool
   budgets: np.ndarray
+  budgets_used: np.ndarray
+  used: np.ndarray
+  bracketed: np.ndarray
+  advice: list
   N_opt: np.ndarray
   D_opt: np.ndarray
   loss_opt: np.ndarray
   coefficients: np.ndarray
-  interior: np.ndarray
+  minima: list
   N: np.ndarray
   D: np.ndarray
   loss: np.ndarray
   C: np.ndarray
 
   def as_dict(self) -> dict:
-    """The frontier's fields plus each budget's parabola and minimum."""
-    return {**super().as_dict(), 'approach': 2,
+    """The frontier's fields plus each budget's minimum, and whether it was used."""
+    return {**super().as_dict(), 'approach': 2, 'method': self.method,
+            'keep_extrapolated': self.keep_extrapolated,
+            'budgets_used': [float(c) for c in self.budgets_used],
             'budgets': [{'C': float(c), 'N_opt': float(n), 'D_opt': float(d), 'loss_opt': float(l),
-                         'interior': bool(i), 'parabola': [float(x) for x in k]}
-                        for c, n, d, l, i, k in zip(self.budgets, self.N_opt, self.D_opt,
-                                                    self.loss_opt, self.interior,
-                                                    self.coefficients)]}
+                         'bracketed': bool(b), 'used': bool(u), 'advice': a,
+                         'parabola': [float(x) for x in k]}
+                        for c, n, d, l, b, u, a, k in zip(
+                            self.budgets, self.N_opt, self.D_opt, self.loss_opt, self.bracketed,
+                            self.used, self.advice, self.coefficients)]}
 
 
 @dataclasses.dataclass(frozen=True, eq=False)
@@ -314,97 +327,51 @@ def fit_envelope(curves: Sequence, *, n_flops: int = 1500, flop_range=None,
 # Approach 2: IsoFLOP profiles.
 
 
-def _budget_labels(C: np.ndarray) -> np.ndarray:
-  """Budget of each run, rounded to 6 significant digits so a CSV round trip keeps groups."""
-  return np.array([float(f'{c:.6g}') for c in C])
-
-
-def _parabola(log_n: np.ndarray, loss: np.ndarray, budget: float):
-  """(coefficients, log N at the minimum) of loss = c2 x^2 + c1 x + c0 in x = log N."""
-  if len(np.unique(log_n)) < 3:
-    raise ValueError(f'budget C={budget:.4g}: a parabola needs at least 3 distinct model sizes, '
-                     f'got {len(np.unique(log_n))}')
-  c2, c1, c0 = np.polyfit(log_n, loss, 2)
-  if not c2 > 0:
-    raise ValueError(f'budget C={budget:.4g}: loss against log N is not convex (c2 = {c2:.3g}): '
-                     'no minimum; train model sizes on both sides of the optimum')
-  return np.array([c2, c1, c0]), -c1 / (2 * c2)
-
-
-def fit_isoflop(N, D, loss, C, *, min_runs: int = 3, skip_bad_budgets: bool = False,
-                n_bootstrap: int = 200, seed: int = 0, confidence: float = 0.95,
+def fit_isoflop(N, D, loss, C, *, method: str = 'parabola', keep_extrapolated: bool = False,
+                min_runs: int = 3, skip_bad_budgets: bool = False, n_bootstrap: int = 200,
+                seed: int = 0, confidence: float = 0.95,
                 subsample: float | None = None) -> IsoFlopFit:
-  """Approach 2 (section 3.2): a parabola per IsoFLOP profile, then power laws through minima.
+  """Approach 2 (section 3.2): each IsoFLOP profile's minimum, then power laws through them.
 
   N, D, loss and C are 1-D arrays with one entry per run: loss is the final loss (the paper
   smooths the training loss at each run's end; an evaluation loss needs no smoothing) and C the
   budget the run belongs to (runs agreeing to 6 significant digits share a budget; it need not
-  equal 6 N D exactly). For
-  each budget, loss is fitted by a parabola in log N; its minimum gives N_opt and
-  D_opt = C / (6 N_opt) as in the paper, then N_opt = k_N C^a and D_opt = k_D C^b are fitted by
-  least squares in log-log space. A budget needs `min_runs` runs (at least 3 model sizes) and a
-  convex parabola; otherwise a ValueError names it, or with `skip_bad_budgets` it is dropped with
-  a warning. At least 2 budgets must remain. A minimum outside the sizes trained is kept but
-  warned about (`interior` is False). The bootstrap resamples runs within each budget and drops,
-  per replicate, the budgets left without a minimum. D is checked but not otherwise used.
+  equal 6 N D exactly). Each budget's minimum N_opt comes from `method` (`profile_minimum`):
+  'parabola', the paper's parabola in log N, or 'akima', an Akima interpolation of loss against
+  log N searched within the sizes trained (Porian et al. 2024); D_opt = C / (6 N_opt). Then
+  N_opt = k_N C^a and D_opt = k_D C^b are fitted by least squares in log-log space through the
+  budgets whose minimum the sizes trained bracket (`budgets_used`): a budget whose lowest loss is
+  at its smallest or largest size, or whose parabola's vertex lies outside its sizes, is left out
+  with a warning naming it and the sizes that would bracket it, unless `keep_extrapolated`. A
+  budget needs `min_runs` runs of at least 3 sizes (and, for the parabola, a convex one);
+  otherwise a ValueError names it, or with `skip_bad_budgets` it is dropped with a warning. At
+  least 2 budgets must be used. The bootstrap resamples runs within each budget used and drops,
+  per replicate, the budgets left without a minimum (or, by default, without a bracketed one).
+  D is checked but not otherwise used.
   """
   N, D, loss, C = fit_utils.positive_columns(N=N, D=D, loss=loss, C=C)
-  n = len(N)
-  if not isinstance(min_runs, (int, np.integer)) or min_runs < 3:
-    raise ValueError(f'min_runs={min_runs!r}: a parabola needs at least 3 runs')
+  budget_optima.check_options(method, min_runs)
   fit_utils.check_bootstrap(n_bootstrap, confidence, subsample)
-  labels = _budget_labels(C)
-  budgets = np.unique(labels)
+  labels = budget_optima.budget_labels(C)
   log_n = np.log(N)
-
-  kept, rows = [], []
-  for budget in budgets:
-    members = np.flatnonzero(labels == budget)
-    try:
-      if len(members) < min_runs:
-        raise ValueError(f'budget C={budget:.4g}: has {len(members)} runs, fewer than '
-                         f'min_runs={min_runs}')
-      rows.append(_parabola(log_n[members], loss[members], budget))
-      kept.append(budget)
-    except ValueError as e:
-      if not skip_bad_budgets:
-        raise
-      warnings.warn(f'skipping {e}', stacklevel=2)
-  if len(kept) < 2:
-    raise ValueError(f'Approach 2 needs at least 2 usable budgets, got {len(kept)} of '
-                     f'{len(budgets)}')
-  kept = np.array(kept)
-  coefficients = np.stack([r[0] for r in rows])
-  log_n_opt = np.array([r[1] for r in rows])
-  interior = np.array([log_n[labels == b].min() <= x <= log_n[labels == b].max()
-                       for b, x in zip(kept, log_n_opt)])
-  for b in kept[~interior]:
-    warnings.warn(f'budget C={b:.4g}: the parabola\'s minimum lies outside the model sizes '
-                  'trained (an extrapolation)', stacklevel=2)
-  use = np.isin(labels, kept)
-
-  def refit(idx):
-    xs, opts = [], []
-    for budget in kept:
-      members = idx[labels[idx] == budget]
-      try:
-        opts.append(_parabola(log_n[members], loss[members], budget)[1])
-        xs.append(budget)
-      except ValueError:
-        continue
-    if len(xs) < 2:
-      raise ValueError('fewer than 2 budgets with a minimum')
-    return _frontier(np.array(xs), np.exp(np.array(opts)))
-
-  n_opt = np.exp(log_n_opt)
-  c2, c1, c0 = coefficients.T
-  with fit_utils.single_threaded():
-    samples = fit_utils.bootstrap(refit, n, n_bootstrap=n_bootstrap, seed=seed,
-                                  subsample=subsample, groups=labels)
-  return IsoFlopFit(**_frontier_fields(_frontier(kept, n_opt), samples, confidence),
-                    budgets=kept, N_opt=n_opt, D_opt=kept / (6 * n_opt),
-                    loss_opt=c0 - c1 ** 2 / (4 * c2), coefficients=coefficients,
-                    interior=interior, N=N[use], D=D[use], loss=loss[use], C=labels[use])
+  optima = budget_optima.find_optima(log_n, loss, labels, method=method,
+                                     keep_extrapolated=keep_extrapolated, min_runs=min_runs,
+                                     skip_bad_budgets=skip_bad_budgets, law='Approach 2',
+                                     name='N', noun='size')
+  samples = budget_optima.bootstrap_optima(optima, log_n, loss, labels, _frontier, method=method,
+                                           keep_extrapolated=keep_extrapolated,
+                                           n_bootstrap=n_bootstrap, seed=seed,
+                                           subsample=subsample)
+  kept, used, n_opt = optima.budgets, optima.used, optima.x_opt
+  fitted = np.isin(labels, kept)
+  return IsoFlopFit(**_frontier_fields(_frontier(kept[used], n_opt[used]), samples, confidence),
+                    method=method, keep_extrapolated=keep_extrapolated, budgets=kept,
+                    budgets_used=optima.budgets_used, used=used, bracketed=optima.bracketed,
+                    advice=optima.advice, N_opt=n_opt, D_opt=kept / (6 * n_opt),
+                    loss_opt=optima.loss_opt,
+                    coefficients=np.stack([m.coefficients for m in optima.minima]),
+                    minima=optima.minima, N=N[fitted], D=D[fitted], loss=loss[fitted],
+                    C=labels[fitted])
 
 
 # ----------------------------------------------------------------------------------------------

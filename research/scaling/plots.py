@@ -50,21 +50,28 @@ def _geomspace(values, pad: float = 1.5, num: int = 200) -> np.ndarray:
 
 
 def plot_isoflop(fit, path) -> pathlib.Path:
-  """IsoFLOP profiles (Approach 2): final loss against N per budget, the fitted parabolas and
-  their minima."""
+  """IsoFLOP profiles (Approach 2): final loss against N per budget, the fitted profiles (parabola
+  or Akima) and their minima; a budget left out of the power law (minimum not bracketed) is
+  drawn dashed with a hollow star."""
   fig, (ax,) = _figure()
   colours = colormaps['viridis'](np.linspace(0, 0.9, len(fit.budgets)))
-  for budget, coefficients, n_opt, loss_opt, colour in zip(
-      fit.budgets, fit.coefficients, fit.N_opt, fit.loss_opt, colours):
+  for budget, minimum, n_opt, loss_opt, used, colour in zip(
+      fit.budgets, fit.minima, fit.N_opt, fit.loss_opt, fit.used, colours):
     members = fit.C == budget
-    ax.scatter(fit.N[members], fit.loss[members], color=colour, s=18, label=f'C = {budget:.2g}')
-    grid = _geomspace(np.append(fit.N[members], n_opt), pad=1.2)
-    ax.plot(grid, np.polyval(coefficients, np.log(grid)), color=colour, lw=1)
-    ax.scatter([n_opt], [loss_opt], color=colour, marker='*', s=120, edgecolor='black', zorder=3)
+    label = f'C = {budget:.2g}' + ('' if used else ' (not bracketed: left out)')
+    ax.scatter(fit.N[members], fit.loss[members], color=colour, s=18, label=label)
+    if minimum.method == 'parabola':
+      grid = _geomspace(np.append(fit.N[members], n_opt), pad=1.2)
+    else:
+      grid = np.geomspace(fit.N[members].min(), fit.N[members].max(), 200)
+    ax.plot(grid, minimum.predict(np.log(grid)), color=colour, lw=1, ls='-' if used else '--')
+    ax.scatter([n_opt], [loss_opt], marker='*', s=120, zorder=3,
+               facecolors=[colour] if used else 'none', edgecolors='black' if used else [colour])
   ax.set_xscale('log')
   ax.set_xlabel('parameters N')
   ax.set_ylabel('final loss')
-  ax.set_title(f'IsoFLOP profiles: N_opt ∝ C^{fit.a:.3f}')
+  ax.set_title(f'IsoFLOP profiles ({fit.method}): N_opt ∝ C^{fit.a:.3f}, '
+               f'{len(fit.budgets_used)} of {len(fit.budgets)} budgets used')
   ax.legend(fontsize=7)
   return _save(fig, path)
 
@@ -72,8 +79,10 @@ def plot_isoflop(fit, path) -> pathlib.Path:
 def _frontier_points(fit):
   """(C, N_opt, D_opt, marker style) of the optima a frontier fit was drawn through, if any."""
   if hasattr(fit, 'budgets'):
-    return fit.budgets, fit.N_opt, fit.D_opt, {'marker': 'D', 's': 40, 'edgecolor': 'black',
-                                               'zorder': 3}
+    used = fit.used  # the budgets the power law went through
+    return fit.budgets[used], fit.N_opt[used], fit.D_opt[used], {'marker': 'D', 's': 40,
+                                                                 'edgecolor': 'black',
+                                                                 'zorder': 3}
   if hasattr(fit, 'flops'):
     step = max(1, len(fit.flops) // 60)
     return fit.flops[::step], fit.N_opt[::step], fit.D_opt[::step], {'s': 6}
@@ -209,4 +218,72 @@ def plot_emergence(fit, path) -> pathlib.Path:
   ax.set_xlabel('parameters N')
   ax.set_ylabel('accuracy')
   ax.legend(fontsize=8)
+  return _save(fig, path)
+
+
+def plot_data_constrained(fit, path) -> pathlib.Path:
+  """Loss against epochs (D / U) of the repeated runs, one colour per (N, U), with the
+  effective-data law (solid) and the Chinchilla form that counts every token as fresh (dashed)."""
+  fig, (ax,) = _figure()
+  groups = sorted({(n, u) for n, u in zip(fit.N, fit.U)})
+  colours = colormaps['viridis'](np.linspace(0, 0.9, len(groups)))
+  for (n, u), colour in zip(groups, colours):
+    members = (fit.N == n) & (fit.U == u)
+    epochs = fit.D[members] / u
+    ax.scatter(epochs, fit.loss[members], color=colour, s=18,
+               label=f'N = {n:.3g}, U = {u:.3g}')
+    grid = np.geomspace(1.0, epochs.max() * 1.2, 100)
+    ax.plot(grid, fit.predict(np.full_like(grid, n), grid * u, np.full_like(grid, u)),
+            color=colour, lw=1)
+    ax.plot(grid, fit.predict_chinchilla(np.full_like(grid, n), grid * u), color=colour, lw=1,
+            ls='--')
+  ax.set_xscale('log')
+  _log_loss_axis(ax)
+  ax.set_xlabel('epochs D / U')
+  low, high = fit.ci['R_star']
+  interval = f' [{low:.3g}, {high:.3g}]' if np.isfinite(low) else ''
+  ax.set_title(f"Repeated data: R* = {fit.R_star:.3g}{interval} (solid: D', dashed: D)")
+  ax.legend(fontsize=7)
+  return _save(fig, path)
+
+
+def plot_hyperparameter_law(fit, path) -> pathlib.Path:
+  """Left: loss against the hyperparameter per budget, the fitted profiles and their minima.
+  Right: the optimum against compute with the power law and its band (`HyperparameterLaw`)."""
+  fig, (ax_p, ax_c) = _figure(ncols=2)
+  colours = colormaps['viridis'](np.linspace(0, 0.9, len(fit.budgets)))
+  label = fit.name.replace('_', ' ')
+  against = {'C': 'training FLOPs C'}.get(fit.against, fit.against)
+  for budget, minimum, best, loss_opt, used, colour in zip(
+      fit.budgets, fit.minima, fit.optimum, fit.loss_opt, fit.used, colours):
+    members = fit.C == budget
+    ax_p.scatter(fit.value[members], fit.loss[members], color=colour, s=18,
+                 label=f'{fit.against} = {budget:.3g}' + ('' if used else ' (not bracketed)'))
+    grid = np.geomspace(fit.value[members].min(), fit.value[members].max(), 100)
+    ax_p.plot(grid, minimum.predict(np.log(grid)), color=colour, lw=1, ls='-' if used else '--')
+    ax_p.scatter([best], [loss_opt], marker='*', s=120, zorder=3,
+                 facecolors=[colour] if used else 'none', edgecolors='black' if used else [colour])
+  ax_p.set_xscale('log')
+  ax_p.set_xlabel(label)
+  ax_p.set_ylabel('final loss')
+  ax_p.set_title(f'loss against {label} per {fit.against} ({fit.method})')
+  ax_p.legend(fontsize=7)
+  flops = _geomspace(fit.budgets, pad=2.0)
+  ax_c.plot(flops, fit.predict(flops), color='black',
+            label=f'{label}_opt = {fit.coefficient:.3g} {fit.against}^{fit.exponent:.3f}')
+  low, high = fit.band(flops)
+  if np.all(np.isfinite(low)):
+    ax_c.fill_between(flops, low, high, color='black', alpha=0.15, lw=0,
+                      label=f'{100 * fit.confidence:.0f}% band')
+  ax_c.scatter(fit.budgets[fit.used], fit.optimum[fit.used], color='tab:blue', s=30, zorder=3,
+               label=f'optimum per {fit.against}')
+  if (~fit.used).any():
+    ax_c.scatter(fit.budgets[~fit.used], fit.optimum[~fit.used], facecolors='none',
+                 edgecolors='tab:blue', s=30, zorder=3, label='not bracketed (left out)')
+  ax_c.set_xscale('log')
+  ax_c.set_yscale('log')
+  ax_c.set_xlabel(against)
+  ax_c.set_ylabel(f'optimal {label}')
+  ax_c.set_title(f'{label} law')
+  ax_c.legend(fontsize=7)
   return _save(fig, path)

@@ -66,7 +66,7 @@ def _tokens_per_step(config) -> int:
   return config.train.batch_size * config.data.seq_len
 
 
-def _run(base, model, tokens, max_warmup_fraction, **meta) -> Entry:
+def run_entry(base, model, tokens, max_warmup_fraction, **meta) -> Entry:
   """One run of `model` on about `tokens` tokens (rounded to whole steps)."""
   steps = sizing.steps_for_tokens(tokens, base.train.batch_size, base.data.seq_len)
   config = with_steps(base, steps, max_warmup_fraction)
@@ -75,7 +75,19 @@ def _run(base, model, tokens, max_warmup_fraction, **meta) -> Entry:
   return label, with_sweep(config, tokens=steps * _tokens_per_step(config), **meta)
 
 
-def _check_sizes(name: str, values: Sequence[float]) -> None:
+def size_model(target: float, base: ml_collections.ConfigDict,
+               shapes: Sequence[sizing.Shape] | None, aspect_ratio: float = 64.0,
+               head_dim: int = 64) -> sizing.Sizing:
+  """The model of about `target` total parameters: the nearest of `shapes`, or (None) a Kaplan
+  shape at `aspect_ratio`."""
+  if shapes is None:
+    return sizing.kaplan_shape(target, base.model, kind='total', aspect_ratio=aspect_ratio,
+                               head_dim=head_dim)
+  return sizing.family_shape(target, base.model, shapes, kind='total')
+
+
+def check_positive(name: str, values: Sequence[float]) -> None:
+  """A ValueError naming `name` if `values` is empty or holds a value that is not > 0."""
   if not values:
     raise ValueError(f'{name}: needs at least one value')
   for v in values:
@@ -88,17 +100,17 @@ def kaplan_model_size_sweep(base: ml_collections.ConfigDict, params: Sequence[fl
                             aspect_ratio: float = 64.0, head_dim: int = 64,
                             max_warmup_fraction: float = 0.1) -> list[Entry]:
   """Kaplan's L(N): models of `params` non-embedding parameters, each trained on `tokens`."""
-  _check_sizes('params', params)
-  _check_sizes('tokens', [tokens])
+  check_positive('params', params)
+  check_positive('tokens', [tokens])
   runs = []
   for target in params:
     size = sizing.kaplan_shape(target, base.model, aspect_ratio=aspect_ratio, head_dim=head_dim)
     label = f'N{short(size.counts.non_embedding)}-D{short(tokens)}'
-    runs.append(_run(base, size.model, tokens, max_warmup_fraction, name=name,
+    runs.append(run_entry(base, size.model, tokens, max_warmup_fraction, name=name,
                      kind='kaplan_model_size', label=label, budget=None,
                      target_params=float(target), target_tokens=float(tokens),
                      param_kind='non_embedding'))
-  return _unique(runs)
+  return unique_labels(runs)
 
 
 def kaplan_data_size_sweep(base: ml_collections.ConfigDict, tokens: Sequence[float], *,
@@ -106,14 +118,14 @@ def kaplan_data_size_sweep(base: ml_collections.ConfigDict, tokens: Sequence[flo
                            aspect_ratio: float = 64.0, head_dim: int = 64,
                            max_warmup_fraction: float = 0.1) -> list[Entry]:
   """Kaplan's L(D): one model (the base's, or sized to `params` non-embedding) on each `tokens`."""
-  _check_sizes('tokens', tokens)
+  check_positive('tokens', tokens)
   model = base.model
   if params is not None:
     model = sizing.kaplan_shape(params, base.model, aspect_ratio=aspect_ratio,
                                 head_dim=head_dim).model
   n = counting.predict_param_counts(model).non_embedding
-  return _unique([
-      _run(base, model, d, max_warmup_fraction, name=name, kind='kaplan_data_size',
+  return unique_labels([
+      run_entry(base, model, d, max_warmup_fraction, name=name, kind='kaplan_data_size',
            label=f'N{short(n)}-D{short(d)}', budget=None,
            target_params=float(params or n), target_tokens=float(d), param_kind='non_embedding')
       for d in tokens])
@@ -138,7 +150,7 @@ def isoflop_sweep(base: ml_collections.ConfigDict, budgets: Sequence[float], *,
   `sizing.kaplan_shape` (or the nearest of `shapes`) and trained on D = C / (6 N) tokens with N its
   exact total count, rounded to whole steps. Sizes that round to the same shape are kept once.
   """
-  _check_sizes('budgets', budgets)
+  check_positive('budgets', budgets)
   if not 1 <= num_sizes <= 25:
     raise ValueError(f'num_sizes={num_sizes}: expected 1..25 (Chinchilla used 9)')
   if not span >= 1:
@@ -151,11 +163,7 @@ def isoflop_sweep(base: ml_collections.ConfigDict, budgets: Sequence[float], *,
     for i in range(num_sizes):
       position = i / (num_sizes - 1) - 0.5 if num_sizes > 1 else 0.0
       target = center * span ** position
-      if shapes is None:
-        size = sizing.kaplan_shape(target, base.model, kind='total', aspect_ratio=aspect_ratio,
-                                   head_dim=head_dim)
-      else:
-        size = sizing.family_shape(target, base.model, shapes, kind='total')
+      size = size_model(target, base, shapes, aspect_ratio, head_dim)
       if size.shape in seen:
         continue
       seen.add(size.shape)
@@ -166,11 +174,11 @@ def isoflop_sweep(base: ml_collections.ConfigDict, budgets: Sequence[float], *,
         raise ValueError(f'budget C={budget:.3g}: the model of N={n:,} trains only {steps} steps '
                          f'(< min_steps={min_steps}); raise the budget, narrow span or shrink '
                          'train.batch_size')
-      runs.append(_run(base, size.model, tokens, max_warmup_fraction, name=name, kind='isoflop',
+      runs.append(run_entry(base, size.model, tokens, max_warmup_fraction, name=name, kind='isoflop',
                        label=f'C{sci(budget)}-N{short(n)}', budget=float(budget),
                        target_params=float(target), target_tokens=float(tokens),
                        param_kind='total'))
-  return _unique(runs)
+  return unique_labels(runs)
 
 
 def power_law_allocation(a: float, n_coefficient: float, b: float | None = None,
@@ -198,26 +206,23 @@ def compute_optimal_ladder(base: ml_collections.ConfigDict, budgets: Sequence[fl
   The model is the nearest shape to N; D is then rescaled to keep the allocation's 6 N D, so each
   run spends its budget even though the shape's count is not exactly N.
   """
-  _check_sizes('budgets', budgets)
+  check_positive('budgets', budgets)
   runs = []
   for budget in budgets:
     n_target, d_target = allocation(budget)
-    _check_sizes(f'allocation({budget:.3g})', [n_target, d_target])
-    if shapes is None:
-      size = sizing.kaplan_shape(n_target, base.model, kind='total', aspect_ratio=aspect_ratio,
-                                 head_dim=head_dim)
-    else:
-      size = sizing.family_shape(n_target, base.model, shapes, kind='total')
+    check_positive(f'allocation({budget:.3g})', [n_target, d_target])
+    size = size_model(n_target, base, shapes, aspect_ratio, head_dim)
     n = size.counts.total
     tokens = d_target * n_target / n
-    runs.append(_run(base, size.model, tokens, max_warmup_fraction, name=name,
+    runs.append(run_entry(base, size.model, tokens, max_warmup_fraction, name=name,
                      kind='compute_optimal', label=f'C{sci(budget)}-N{short(n)}',
                      budget=float(budget), target_params=float(n_target),
                      target_tokens=float(d_target), param_kind='total'))
-  return _unique(runs)
+  return unique_labels(runs)
 
 
-def _unique(runs: list[Entry]) -> list[Entry]:
+def unique_labels(runs: list[Entry]) -> list[Entry]:
+  """`runs`, or a ValueError listing the labels that repeat."""
   names = [n for n, _ in runs]
   duplicates = sorted({n for n in names if names.count(n) > 1})
   if duplicates:

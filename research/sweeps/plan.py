@@ -55,23 +55,40 @@ def resolve_runs(sweep, workdir, sweep_name: str = 'sweep') -> list[Run]:
   """(label, config) pairs -> Runs, each config given a `sweep` section (label at least).
 
   The run id hashes the experiment fields of the config, sweep section included; two runs that
-  differ only there would train the same model twice and are refused. A run directory already in
-  `workdir` that holds the same experiment under another name (written by an earlier version, whose
-  ids also hashed how runs executed) is that run's directory: finished sweeps stay finished.
+  differ only there would train the same model twice and are refused. A run whose `sweep.parent`
+  names another run's label (a cooldown branch) gets that run's directory and id in
+  `train.init_from`, so its own id depends on its parent's; parents are resolved first. A run
+  directory already in `workdir` that holds the same experiment under another name (written by an
+  earlier version, whose ids also hashed how runs executed) is that run's directory: finished
+  sweeps stay finished.
   """
   if not isinstance(sweep, (list, tuple)) or not sweep:
     raise ValueError('get_sweep() must return a non-empty list of (name, config) pairs')
-  runs, by_training = [], {}
   for i, entry in enumerate(sweep):
     if (not isinstance(entry, (list, tuple)) or len(entry) != 2 or not isinstance(entry[0], str)
         or not isinstance(entry[1], ml_collections.ConfigDict)):
       raise ValueError(f'get_sweep()[{i}]: expected a (name, ConfigDict) pair, got {entry!r:.200}')
-    label, config = entry
+  parent_of = {label: config.get('sweep', {}).get('parent') for label, config in sweep}
+  labels = set(parent_of)
+  for label, parent in parent_of.items():
+    if parent and parent not in labels:
+      raise ValueError(f'run {label!r}: its sweep.parent {parent!r} is not a run of this sweep')
+    if parent and parent_of.get(parent):
+      raise ValueError(f'run {label!r}: its parent {parent!r} is itself a branch; branch from '
+                       'runs trained from scratch')
+  by_label, by_training = {}, {}
+  order = sorted(range(len(sweep)), key=lambda i: bool(parent_of[sweep[i][0]]))
+  for i in order:
+    label, config = sweep[i]
     config = config.copy_and_resolve_references()
     with config.unlocked():
       if 'sweep' not in config:
         config.sweep = ml_collections.ConfigDict({'name': sweep_name, 'kind': '', 'budget': None})
       config.sweep.label = label
+    if parent_of[label]:
+      parent = by_label[parent_of[label]]
+      config.train.init_from.run_dir = str(parent.run_dir)
+      config.train.init_from.run_id = parent.run_id
     training = run_dir_lib.experiment_fields(config)
     training.pop('sweep')
     training = json.dumps(training, sort_keys=True)
@@ -80,7 +97,8 @@ def resolve_runs(sweep, workdir, sweep_name: str = 'sweep') -> list[Run]:
                        'from their sweep labels; a sweep must not repeat a run')
     by_training[training] = label
     run_id = run_dir_lib.config_hash(config)
-    runs.append(Run(run_id, label, config, pathlib.Path(workdir) / run_id))
+    by_label[label] = Run(run_id, label, config, pathlib.Path(workdir) / run_id)
+  runs = [by_label[label] for label, _ in sweep]
   return _existing_directories(runs, pathlib.Path(workdir))
 
 

@@ -41,6 +41,12 @@ def git_commit() -> str:
   return commit + ('-dirty' if dirty else '')
 
 
+def parent_dir(config: ml_collections.ConfigDict) -> pathlib.Path | None:
+  """The run directory a branch starts from (`train.init_from.run_dir`), or None."""
+  init = config.get('train', {}).get('init_from')
+  return pathlib.Path(init.run_dir) if init is not None and init.get('run_dir') else None
+
+
 def move_aside(run_dir: pathlib.Path) -> pathlib.Path:
   """Renames a run directory to `<run_id>.failed-<n>` (never deletes it); returns the new path."""
   n = 1
@@ -145,9 +151,11 @@ def _execute(todo, workdir, executor, max_concurrent, cpus_per_run, gpus_per_run
                         git_commit=commit, started=now(), ended=None, returncode=None,
                         executor=executor)
     started[run.run_id] = time.monotonic()
+    active.add(run.run_dir)
     log(f'start {run.label} ({run.run_id})')
 
   def finish(run: Run, rc: int, stopping: bool = False) -> None:
+    active.discard(run.run_dir)
     summary = run_dir_lib.read_summary(run.run_dir)
     if summary is not None:
       state = 'finished'
@@ -169,12 +177,24 @@ def _execute(todo, workdir, executor, max_concurrent, cpus_per_run, gpus_per_run
 
   queue = collections.deque(todo)
   waiting_logged = set()
+  active = set()  # run directories started and not finished
+
+  def waits_for_parent(run: Run) -> bool:
+    """A branch whose parent is still queued or training starts after it."""
+    parent = parent_dir(run.config)
+    if parent is None or run_dir_lib.read_summary(parent) is not None:
+      return False
+    return parent in active or any(r.run_dir == parent for r in queue)
+
   try:
     while queue or pool.active():
       for _ in range(len(queue)):
         if pool.active() >= max_concurrent:
           break
         run = queue.popleft()
+        if waits_for_parent(run):
+          queue.append(run)
+          continue
         outcome = pool.start(run, begin)
         if outcome == 'busy':
           queue.append(run)

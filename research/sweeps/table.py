@@ -4,7 +4,10 @@ Each run directory `DIR/<run_id>` holds `config.json`, and once finished `summar
 loop's success marker); the runner adds `runner.json` (attempts, exit code, git commit). A row's
 status is the summary's ('completed' or 'diverged'), else 'failed' if the last attempt exited
 non-zero, else 'pending'. N, D and C follow the fits' convention: N = params_total,
-D = tokens trained, C = 6 N D. Columns: `COLUMNS`, then `EXTRA_COLUMNS`, then every config field
+D = tokens trained, C = 6 N D. A cooldown branch's row names its `parent` run and
+`branch_step`; `own_tokens` is what the run trained itself (D less its parent's part), and
+`unique_tokens` / `epochs` describe a data-constrained run. Columns: `COLUMNS`, then
+`EXTRA_COLUMNS`, then every config field
 flattened ('model.d_model'). `read_rows` is the one parser of `results.csv`; `load_results` gives
 the same rows as numpy columns for the fits, and `load_curves` each run's training curve.
 """
@@ -27,8 +30,9 @@ from research.model import counting
 COLUMNS = ('run_id', 'status', 'sweep', 'budget', 'N', 'N_non_embedding', 'D', 'C',
            'final_train_loss', 'final_eval_loss', 'wall_time_s', 'git_commit', 'run_dir')
 EXTRA_COLUMNS = ('label', 'kind', 'attempts', 'returncode', 'step', 'C_chinchilla',
-                 'final_eval_bits_per_byte', 'tokens_per_sec', 'mfu')
-TEXT_COLUMNS = ('run_id', 'status', 'sweep', 'git_commit', 'run_dir', 'label', 'kind')
+                 'final_eval_bits_per_byte', 'tokens_per_sec', 'mfu', 'unique_tokens', 'epochs',
+                 'parent', 'branch_step', 'own_tokens')
+TEXT_COLUMNS = ('run_id', 'status', 'sweep', 'git_commit', 'run_dir', 'label', 'kind', 'parent')
 REQUIRED = ('run_id', 'status', 'N', 'D')  # what the fits cannot do without
 STATUSES = ('completed', 'failed', 'diverged', 'pending')
 _RUN_ID = re.compile(r'^[0-9a-f]{12}$')
@@ -93,6 +97,9 @@ def run_row(run_dir) -> dict:
       d = train['num_steps'] * train['batch_size'] * data['seq_len']
     except (KeyError, TypeError):
       d = None
+  unique = data.get('unique_tokens') or None  # data-constrained runs repeat U tokens
+  init = train.get('init_from') or {}  # a cooldown branch: the run it continues, and where
+  branch_step = init.get('step') if init.get('run_dir') else None
   row = {
       'run_id': run_dir.name,
       'status': run_status(run_dir),
@@ -116,6 +123,12 @@ def run_row(run_dir) -> dict:
       'final_eval_bits_per_byte': summary.get('final_eval_bits_per_byte'),
       'tokens_per_sec': summary.get('tokens_per_sec'),
       'mfu': summary.get('mfu'),
+      'unique_tokens': unique,
+      'epochs': d / unique if unique and d is not None else None,
+      'parent': init.get('run_id', '') if branch_step else '',
+      'branch_step': branch_step,
+      'own_tokens': (d - branch_step * train['batch_size'] * data['seq_len']
+                     if branch_step and d is not None else d),
   }
   row.update(flatten(config))
   return row

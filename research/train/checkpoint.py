@@ -104,11 +104,17 @@ def record_new_checksums(workdir) -> None:
       path.unlink()  # Orbax deleted that checkpoint (keep_checkpoints)
 
 
-def make_manager(workdir, keep: int | None) -> ocp.CheckpointManager:
-  """A manager over `workdir/checkpoints` keeping the newest `keep` steps."""
-  options = ocp.CheckpointManagerOptions(max_to_keep=keep, create=True,
-                                         cleanup_tmp_directories=True,
-                                         enable_async_checkpointing=True)
+def make_manager(workdir, keep: int | None, preserve=(), create: bool = True
+                 ) -> ocp.CheckpointManager:
+  """A manager over `workdir/checkpoints` keeping the newest `keep` steps (None: all), and the
+  steps in `preserve` for good (the starts of cooldown branches)."""
+  policy = {'max_to_keep': keep}
+  if preserve and keep is not None:
+    policies = ocp.checkpoint_managers
+    policy = {'preservation_policy': policies.AnyPreservationPolicy(
+        [policies.LatestN(keep), policies.CustomSteps(list(preserve))])}
+  options = ocp.CheckpointManagerOptions(create=create, cleanup_tmp_directories=True,
+                                         enable_async_checkpointing=True, **policy)
   handlers = {'state': ocp.StandardCheckpointHandler(),
               'data': grain.checkpoint.CheckpointHandler(), 'meta': ocp.JsonCheckpointHandler()}
   return ocp.CheckpointManager(pathlib.Path(workdir).absolute() / run_dir_lib.CHECKPOINT_DIR,

@@ -26,6 +26,7 @@ from research.model import counting
 from research.parallel import sharding as sharding_lib
 from research.parallel.mesh import make_mesh
 from research.parallel.rules import as_rules
+from research.train import branch
 from research.train import checkpoint as ckpt
 from research.train import metrics as metrics_lib
 from research.train.guards import SpikeDetector
@@ -144,6 +145,8 @@ def _train(config, workdir, mesh, rules, batch_hook, log, profile) -> dict:
     for change in changed:
       log(f'resuming with a changed execution field: {change}')
   m, t = config.model, config.train
+  if t.init_from.run_dir and not (workdir / run_dir.CHECKPOINT_DIR).exists():
+    branch.check_parent(config)  # fail before the data is built
 
   data = _build_data_in_turn(config, str(workdir / run_dir.TOKENIZER_FILE))
   initial_iterator_state = data.train_iter.get_state()
@@ -153,19 +156,23 @@ def _train(config, workdir, mesh, rules, batch_hook, log, profile) -> dict:
   fresh_state = program.init_state
   state = fresh_state()
   fresh_state_abstract = ckpt.abstract_like(state)
-  manager = ckpt.make_manager(workdir, t.keep_checkpoints)
+  manager = ckpt.make_manager(workdir, t.keep_checkpoints, preserve=t.save_steps)
   checksums = ckpt.ChecksumRecorder(workdir, manager, t.verify_checkpoints)
   loop = LoopState()
+  resumed = False
   if manager.all_steps():
     try:
       latest, state, meta = ckpt.restore_newest_good(manager, workdir, fresh_state_abstract,
                                                      data.train_iter, log)
-      loop = LoopState(**meta)
+      loop, resumed = LoopState(**meta), True
       log(f'resumed from the checkpoint at step {latest}')
     except ckpt.NoGoodCheckpoint:
       log('no checkpoint passed verification: training from the start')
     if checksums.enabled:  # checkpoints committed just before a kill have none yet
       ckpt.record_new_checksums(workdir)
+  if not resumed and t.init_from.run_dir:
+    state = branch.restore_parent(config, fresh_state_abstract, data.train_iter)
+    log(f'started from step {t.init_from.step} of {t.init_from.run_dir}')
   metrics_lib.truncate_after(workdir, int(state.step))
   guard = SpikeDetector(t.spike_threshold, t.spike_window, history=loop.spike_history)
 
@@ -206,9 +213,13 @@ def _train(config, workdir, mesh, rules, batch_hook, log, profile) -> dict:
       good, state, _ = ckpt.restore_newest_good(manager, workdir, fresh_state_abstract,
                                                 data.train_iter, log)
     except ckpt.NoGoodCheckpoint:
-      state = fresh_state()
-      data.train_iter.set_state(initial_iterator_state)
-      good = 0
+      if t.init_from.run_dir:  # a branch: back to its parent's checkpoint
+        state = branch.restore_parent(config, fresh_state_abstract, data.train_iter)
+        good = t.init_from.step
+      else:
+        state = fresh_state()
+        data.train_iter.set_state(initial_iterator_state)
+        good = 0
     skip = bad_step - good + t.skip_batches_after_rollback
     for _ in range(skip):
       next(data.train_iter)
@@ -280,7 +291,8 @@ def _train(config, workdir, mesh, rules, batch_hook, log, profile) -> dict:
             bar.n = step
           continue
         pending = (step, device_metrics)
-        boundary = step % t.checkpoint_every == 0 or step == t.num_steps
+        boundary = (step % t.checkpoint_every == 0 or step == t.num_steps
+                    or step in t.save_steps)
         if boundary or preemption.requested or step % t.eval_every == 0:
           ok = check(*pending)
           pending = None
@@ -340,6 +352,9 @@ def _train(config, workdir, mesh, rules, batch_hook, log, profile) -> dict:
       'unigram_entropy_nats': data.unigram_entropy_nats,
       'config_hash': run_dir.config_hash(config),
   }
+  if t.init_from.run_dir:  # a branch: its own compute is the steps after its parent's
+    summary['init_from'] = t.init_from.to_dict()
+    summary['own_tokens'] = (step - t.init_from.step) * tokens_per_step
   if summary['tokens_per_sec']:
     summary['mfu'] = summary['tokens_per_sec'] * flops_per_token['palm'] / peak_flops
   writer.close()

@@ -41,7 +41,7 @@ class Program:
 def build_program(config: ml_collections.ConfigDict, mesh: Mesh, rules) -> Program:
   """Jitted functions with in/out shardings from the logical rules; call them inside the mesh."""
   m, t = config.model, config.train
-  optimizer = make_optimizer(t)
+  optimizer = make_optimizer(t, m)
   shardings = state_shardings(m, optimizer, mesh, rules)
   batch_sharding = sharding_lib.batch_sharding(mesh, rules)
   return Program(

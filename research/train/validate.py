@@ -9,11 +9,29 @@ from research.data.corpus import CORPORA
 from research.run_dir.lock import LOCK_KINDS
 from research.model.config import validate_model_config
 from research.parallel.mesh import resolve_shape
-from research.train.schedules import SCHEDULES
+from research.train.schedules import DECAY_SHAPES, SCHEDULES, cooldown_steps
 
 
 def _fail(field: str, value, why: str):
   raise ValueError(f'{field}={value!r}: {why}')
+
+
+def _validate_init_from(t: ml_collections.ConfigDict) -> None:
+  """A run started from another's checkpoint: the step lies inside this run, and a wsd cooldown
+  does not begin before it (the branch would start mid-decay)."""
+  init = t.init_from
+  if not init.run_dir:
+    return
+  if not isinstance(init.step, int) or not 0 < init.step < t.num_steps:
+    _fail('train.init_from.step', init.step, f'must be an integer in [1, train.num_steps='
+          f'{t.num_steps}): the step of the parent checkpoint this run continues from')
+  if t.schedule == 'wsd':
+    cooldown = cooldown_steps(t)
+    if cooldown > t.num_steps - init.step:
+      _fail('train.decay_fraction', t.decay_fraction,
+            f'the cooldown of {cooldown} steps is longer than the {t.num_steps - init.step} '
+            f'steps this run trains after its parent\'s step {init.step} '
+            '(train.init_from.step); lower the fraction or raise train.num_steps')
 
 
 def validate_config(config: ml_collections.ConfigDict, num_devices: int | None = None) -> None:
@@ -33,6 +51,13 @@ def validate_config(config: ml_collections.ConfigDict, num_devices: int | None =
     _fail('data.seq_len', d.seq_len, f'exceeds the model context model.max_seq_len={m.max_seq_len}')
   if t.schedule not in SCHEDULES:
     _fail('train.schedule', t.schedule, f'unknown; expected one of {SCHEDULES}')
+  if t.decay_shape not in DECAY_SHAPES:
+    _fail('train.decay_shape', t.decay_shape, f'unknown; expected one of {DECAY_SHAPES}')
+  for s in t.save_steps:
+    if not isinstance(s, int) or not 0 < s <= t.num_steps:
+      _fail('train.save_steps', t.save_steps, f'every step must be an integer in [1, '
+            f'train.num_steps={t.num_steps}]')
+  _validate_init_from(t)
   if t.warmup_steps < 0:
     _fail('train.warmup_steps', t.warmup_steps, 'must be >= 0')
   if not isinstance(t.loss_chunk_len, int) or t.loss_chunk_len < 0:
@@ -54,6 +79,13 @@ def validate_config(config: ml_collections.ConfigDict, num_devices: int | None =
           f'must be divisible by the number of processes ({jax.process_count()})')
   if t.run_lock not in LOCK_KINDS:
     _fail('train.run_lock', t.run_lock, f'unknown; expected one of {LOCK_KINDS}')
+  if not isinstance(d.unique_tokens, int) or d.unique_tokens < 0:
+    _fail('data.unique_tokens', d.unique_tokens, 'must be an integer >= 0 (0: no limit)')
+  trained = t.num_steps * t.batch_size * d.seq_len
+  if d.unique_tokens and trained < d.unique_tokens:
+    _fail('data.unique_tokens', d.unique_tokens,
+          f'the run trains {trained:,} tokens, less than one epoch of its unique tokens; raise '
+          'train.num_steps or lower data.unique_tokens (or 0 for no limit)')
   if not 0 < d.validation_fraction < 1:
     _fail('data.validation_fraction', d.validation_fraction, 'must be in (0, 1)')
   if d.corpus not in CORPORA:
