@@ -1,6 +1,6 @@
 """Hugging Face import/export (`research.hf`) against `transformers`' own float32 forward pass.
 
-Tiny random GPT-2/Llama/Mistral models (norm weights perturbed so they are not ones and zeros) are
+Tiny random GPT-2/Llama/Mistral/Mixtral models (norm weights perturbed so they are not ones and zeros) are
 saved by transformers, read by `from_pretrained` and must give the same logits in our Transformer;
 `save_pretrained` must then give transformers the same logits again.
 """
@@ -42,8 +42,17 @@ CASES = {
     'llama_biases': ('llama', dict(SMALL, num_key_value_heads=2, attention_bias=True,
                                    mlp_bias=True, rms_norm_eps=1e-5), 5, 5),
     'mistral_window4': ('mistral', dict(SMALL, num_key_value_heads=2, sliding_window=4), 12, 6),
+    'mixtral_top2_gqa': ('mixtral', dict(SMALL, num_key_value_heads=2, num_local_experts=4,
+                                         num_experts_per_tok=2), 16, 7),
+    'mixtral_top1_mqa_tied': ('mixtral', dict(SMALL, num_key_value_heads=1, num_local_experts=3,
+                                              num_experts_per_tok=1, tie_word_embeddings=True,
+                                              intermediate_size=40), 12, 8),
+    'mixtral_top2_of8_window5': ('mixtral', dict(SMALL, num_hidden_layers=3, num_key_value_heads=2,
+                                                 num_local_experts=8, num_experts_per_tok=2,
+                                                 sliding_window=5, head_dim=24), 11, 9),
 }
-CONFIG_CLASSES = {'gpt2': 'GPT2Config', 'llama': 'LlamaConfig', 'mistral': 'MistralConfig'}
+CONFIG_CLASSES = {'gpt2': 'GPT2Config', 'llama': 'LlamaConfig', 'mistral': 'MistralConfig',
+                  'mixtral': 'MixtralConfig'}
 
 
 def _hf_model(kind, kwargs, seed):
