@@ -1,8 +1,8 @@
 """Hugging Face import/export (`research.hf`) against `transformers`' own float32 forward pass.
 
-Tiny random GPT-2/Llama/Mistral/Mixtral models (norm weights perturbed so they are not ones and zeros) are
-saved by transformers, read by `from_pretrained` and must give the same logits in our Transformer;
-`save_pretrained` must then give transformers the same logits again.
+Tiny random GPT-2/Llama/Mistral/Mixtral models (norm weights perturbed so they are not ones and
+zeros) are saved by transformers, read by `from_pretrained` and must give the same logits in our
+Transformer; `save_pretrained` must then give transformers the same logits again.
 """
 
 import json
@@ -173,6 +173,16 @@ def test_export_without_hf_equivalent_names_field(field, value, tmp_path):
     hf.save_pretrained(config, {}, tmp_path)
 
 
+@pytest.mark.parametrize('field,value', [('num_shared_experts', 1), ('moe_every', 3),
+                                         ('expert_capacity_factor', 1.25),
+                                         ('router_renormalize', False), ('use_bias', True),
+                                         ('moe_d_ff', 40)])
+def test_moe_export_without_mixtral_equivalent_names_field(field, value, tmp_path):
+  config = _our_config('llama', num_experts=4, **{field: value})
+  with pytest.raises(ValueError, match=f'model.{field}=.*mixtral'):
+    hf.save_pretrained(config, {}, tmp_path)
+
+
 def test_export_llama_style_needs_rmsnorm(tmp_path):
   with pytest.raises(ValueError, match='model.norm='):
     hf.save_pretrained(_our_config('llama', norm='layernorm'), {}, tmp_path)
@@ -210,6 +220,8 @@ def test_pickle_only_checkpoint_refused(tmp_path):
     (dict(SMALL, model_type='llama', attention_bias=True, mlp_bias=False), 'mlp_bias'),
     (dict(SMALL, model_type='llama', hidden_act='gelu'), 'hidden_act'),
     (dict(GPT2_SMALL, model_type='gpt2', activation_function='relu'), 'activation_function'),
+    (dict(SMALL, model_type='mixtral', num_local_experts=4, num_experts_per_tok=2,
+          router_jitter_noise=0.1), 'router_jitter_noise'),
     (dict(GPT2_SMALL, model_type='gpt2', scale_attn_by_inverse_layer_idx=True),
      'scale_attn_by_inverse_layer_idx'),
 ])

@@ -7,8 +7,9 @@ non-zero, else 'pending'. N, D and C follow the fits' convention: N = params_tot
 D = tokens trained, C = 6 N D. For a Mixture-of-Experts run N and N_non_embedding count the
 parameters each token uses (router, k routed and the shared experts: compute, not storage);
 N_total and N_total_non_embedding count all of them, num_experts the routed experts per layer.
-Columns: `COLUMNS`, then `EXTRA_COLUMNS`, then every config field flattened ('model.d_model'). `read_rows` is the one parser of `results.csv`; `load_results` gives
-the same rows as numpy columns for the fits, and `load_curves` each run's training curve.
+Columns: `COLUMNS`, then `EXTRA_COLUMNS`, then every config field flattened ('model.d_model').
+`read_rows` is the one parser of `results.csv`; `load_results` gives the same rows as numpy
+columns for the fits, and `load_curves` each run's training curve.
 """
 
 from __future__ import annotations

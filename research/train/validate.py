@@ -48,6 +48,9 @@ def validate_config(config: ml_collections.ConfigDict, num_devices: int | None =
   num_devices = num_devices or jax.device_count()
   ici, dcn = resolve_shape(config.mesh.ici, config.mesh.dcn, num_devices)
   sizes = {axis: i * d for axis, i, d in zip(MESH_AXES, ici, dcn)}
+  if sizes['stage'] > 1:
+    _fail('mesh.ici', tuple(config.mesh.ici), f"a 'stage' axis of {sizes['stage']} needs "
+          'pipeline parallelism, which is not implemented yet; keep it 1')
   rules = as_rules(config.mesh.rules)
   batch_axes = _mesh_axes(rules, 'batch')
   batch_shards = math.prod(sizes.get(a, 1) for a in batch_axes)
