@@ -47,7 +47,7 @@ CASES = {
     'mixtral_top1_mqa_tied': ('mixtral', dict(SMALL, num_key_value_heads=1, num_local_experts=3,
                                               num_experts_per_tok=1, tie_word_embeddings=True,
                                               intermediate_size=40), 12, 8),
-    'mixtral_top2_of8_window5': ('mixtral', dict(SMALL, num_hidden_layers=3, num_key_value_heads=2,
+    'mixtral_top2_of8_window5': ('mixtral', dict(SMALL, num_key_value_heads=2,
                                                  num_local_experts=8, num_experts_per_tok=2,
                                                  sliding_window=5, head_dim=24), 11, 9),
 }
