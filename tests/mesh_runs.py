@@ -1,7 +1,8 @@
 """Train the same tiny config on several meshes in one process; save losses and final params.
 
-Run as `python -m tests.mesh_runs OUT.npz CORPUS CACHE WORKROOT ICI [ICI ...]` with each ICI like
-`2,2,2`; the device count comes from XLA_FLAGS. Used by the sharding tests.
+Run as `python -m tests.mesh_runs OUT.npz CORPUS CACHE WORKROOT RUN [RUN ...]` with each RUN an
+ICI like `2,2,2` (the dense model) or `VARIANT@ICI` like `moe@1,1,1,8,1` (a model of `VARIANTS`);
+the device count comes from XLA_FLAGS. Used by the sharding tests.
 """
 
 import json
@@ -16,22 +17,32 @@ from research.train.loop import train
 from tests.train_helpers import tiny_config
 
 NUM_STEPS = 6
+VARIANTS = {  # model and train overrides of the dense tiny model
+    'dense': {},
+    'moe': dict(model=dict(num_experts=8, experts_per_token=2, mlp='swiglu')),
+    'moe_capacity': dict(model=dict(num_experts=8, experts_per_token=2,
+                                    expert_capacity_factor=1.0, num_shared_experts=1,
+                                    moe_d_ff=16, scan_layers=True)),
+}
 
 
-def mesh_config(corpus, cache, ici):
+def mesh_config(corpus, cache, ici, variant='dense'):
   c = tiny_config(corpus, cache, num_steps=NUM_STEPS, checkpoint_every=NUM_STEPS,
                   eval_every=NUM_STEPS, warmup_steps=2)
   c.model.update(num_heads=4, num_kv_heads=4)
+  for section, overrides in VARIANTS[variant].items():
+    c[section].update(overrides)
   c.mesh.ici = ici
   return c
 
 
-def main(out, corpus, cache, workroot, *meshes):
+def main(out, corpus, cache, workroot, *runs):
   results = {}
-  for text in meshes:
-    ici = tuple(int(x) for x in text.split(','))
-    workdir = pathlib.Path(workroot) / text.replace(',', 'x')
-    train(mesh_config(corpus, cache, ici), workdir, log=lambda *_: None)
+  for text in runs:
+    variant, _, mesh = text.rpartition('@')
+    ici = tuple(int(x) for x in mesh.split(','))
+    workdir = pathlib.Path(workroot) / text.replace(',', 'x').replace('@', '_')
+    train(mesh_config(corpus, cache, ici, variant or 'dense'), workdir, log=lambda *_: None)
     losses = [json.loads(line)['loss'] for line in (workdir / 'metrics.jsonl').read_text()
               .splitlines() if '"loss"' in line]
     _, state = load_state(workdir)

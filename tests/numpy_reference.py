@@ -81,9 +81,49 @@ def mlp(x, p, c):
   return hidden @ p['wo'] + b('wo')
 
 
-def forward(c, params, tokens, attention_scale=None, logit_multiplier=1.0):
+def moe(x, p, c, record=None):
+  """Mixture of Experts, token by token: softmax router, top-k, capacity per sequence counted in
+  choice-major order, shared experts; appends (router logits, chosen experts, kept) to `record`."""
+  t, e, k = x.shape[0], c.num_experts, c.experts_per_token
+  logits = x @ p['router']
+  probs = np.exp(logits - logits.max(-1, keepdims=True))
+  probs /= probs.sum(-1, keepdims=True)
+  chosen = np.stack([np.argsort(-probs[i], kind='stable')[:k] for i in range(t)])
+  gates = np.stack([probs[i, chosen[i]] for i in range(t)])
+  if c.router_renormalize:
+    gates /= gates.sum(-1, keepdims=True)
+  kept = np.ones((t, k), bool)
+  if c.expert_capacity_factor:
+    capacity = min(t, math.ceil(c.expert_capacity_factor * t * k / e))
+    taken = [0] * e
+    for j in range(k):
+      for i in range(t):
+        kept[i, j] = taken[chosen[i, j]] < capacity
+        taken[chosen[i, j]] += 1
+  out = np.zeros_like(x)
+  for i in range(t):
+    for j in range(k):
+      if kept[i, j]:
+        expert = {name: w[chosen[i, j]] for name, w in p.items() if name not in ('router',
+                                                                                  'shared')}
+        out[i] += gates[i, j] * mlp(x[i:i + 1], expert, c)[0]
+  if c.num_shared_experts:
+    out += mlp(x, p['shared'], c)
+  if record is not None:
+    record.append((logits, chosen, kept))
+  return out
+
+
+def feed_forward(layer, x, p, c, record):
+  if c.num_experts and (layer + 1) % c.moe_every == 0:
+    return moe(x, p, c, record)
+  return mlp(x, p, c)
+
+
+def forward(c, params, tokens, attention_scale=None, logit_multiplier=1.0, record=None):
   """Logits [T, V] for one sequence of token ids (attention scores scaled by `attention_scale`,
-  default 1/sqrt(head size); logits multiplied by `logit_multiplier`)."""
+  default 1/sqrt(head size); logits multiplied by `logit_multiplier`); MoE layers append their
+  routing to `record`."""
   p = {k: v for k, v in params.items()}
   x = np.stack([p['embed'][tok] for tok in tokens])
   for i in range(len(tokens)):
@@ -96,11 +136,13 @@ def forward(c, params, tokens, attention_scale=None, logit_multiplier=1.0):
     if c.norm_position == 'pre':
       x = x + attention(norm(x, lp['attn_norm'], c.norm, c.norm_eps), lp['attn'], c,
                         attention_scale)
-      x = x + mlp(norm(x, lp['mlp_norm'], c.norm, c.norm_eps), lp['mlp'], c)
+      x = x + feed_forward(layer, norm(x, lp['mlp_norm'], c.norm, c.norm_eps), lp['mlp'], c,
+                           record)
     else:
       x = norm(x + attention(x, lp['attn'], c, attention_scale), lp['attn_norm'], c.norm,
                c.norm_eps)
-      x = norm(x + mlp(x, lp['mlp'], c), lp['mlp_norm'], c.norm, c.norm_eps)
+      x = norm(x + feed_forward(layer, x, lp['mlp'], c, record), lp['mlp_norm'], c.norm,
+               c.norm_eps)
   if c.final_norm:
     x = norm(x, p['final_norm'], c.norm, c.norm_eps)
   unembed = p['embed'].T if c.tied_embedding else p['unembed']

@@ -1,8 +1,8 @@
 """Hugging Face import/export (`research.hf`) against `transformers`' own float32 forward pass.
 
-Tiny random GPT-2/Llama/Mistral models (norm weights perturbed so they are not ones and zeros) are
-saved by transformers, read by `from_pretrained` and must give the same logits in our Transformer;
-`save_pretrained` must then give transformers the same logits again.
+Tiny random GPT-2/Llama/Mistral/Mixtral models (norm weights perturbed so they are not ones and
+zeros) are saved by transformers, read by `from_pretrained` and must give the same logits in our
+Transformer; `save_pretrained` must then give transformers the same logits again.
 """
 
 import json
@@ -42,8 +42,17 @@ CASES = {
     'llama_biases': ('llama', dict(SMALL, num_key_value_heads=2, attention_bias=True,
                                    mlp_bias=True, rms_norm_eps=1e-5), 5, 5),
     'mistral_window4': ('mistral', dict(SMALL, num_key_value_heads=2, sliding_window=4), 12, 6),
+    'mixtral_top2_gqa': ('mixtral', dict(SMALL, num_key_value_heads=2, num_local_experts=4,
+                                         num_experts_per_tok=2), 16, 7),
+    'mixtral_top1_mqa_tied': ('mixtral', dict(SMALL, num_key_value_heads=1, num_local_experts=3,
+                                              num_experts_per_tok=1, tie_word_embeddings=True,
+                                              intermediate_size=40), 12, 8),
+    'mixtral_top2_of8_window5': ('mixtral', dict(SMALL, num_key_value_heads=2,
+                                                 num_local_experts=8, num_experts_per_tok=2,
+                                                 sliding_window=5, head_dim=24), 11, 9),
 }
-CONFIG_CLASSES = {'gpt2': 'GPT2Config', 'llama': 'LlamaConfig', 'mistral': 'MistralConfig'}
+CONFIG_CLASSES = {'gpt2': 'GPT2Config', 'llama': 'LlamaConfig', 'mistral': 'MistralConfig',
+                  'mixtral': 'MixtralConfig'}
 
 
 def _hf_model(kind, kwargs, seed):
@@ -165,6 +174,16 @@ def test_export_without_hf_equivalent_names_field(field, value, tmp_path):
     hf.save_pretrained(config, {}, tmp_path)
 
 
+@pytest.mark.parametrize('field,value', [('num_shared_experts', 1), ('moe_every', 3),
+                                         ('expert_capacity_factor', 1.25),
+                                         ('router_renormalize', False), ('use_bias', True),
+                                         ('moe_d_ff', 40)])
+def test_moe_export_without_mixtral_equivalent_names_field(field, value, tmp_path):
+  config = _our_config('llama', num_experts=4, **{field: value})
+  with pytest.raises(ValueError, match=f'model.{field}=.*mixtral'):
+    hf.save_pretrained(config, {}, tmp_path)
+
+
 def test_export_llama_style_needs_rmsnorm(tmp_path):
   with pytest.raises(ValueError, match='model.norm='):
     hf.save_pretrained(_our_config('llama', norm='layernorm'), {}, tmp_path)
@@ -202,6 +221,8 @@ def test_pickle_only_checkpoint_refused(tmp_path):
     (dict(SMALL, model_type='llama', attention_bias=True, mlp_bias=False), 'mlp_bias'),
     (dict(SMALL, model_type='llama', hidden_act='gelu'), 'hidden_act'),
     (dict(GPT2_SMALL, model_type='gpt2', activation_function='relu'), 'activation_function'),
+    (dict(SMALL, model_type='mixtral', num_local_experts=4, num_experts_per_tok=2,
+          router_jitter_noise=0.1), 'router_jitter_noise'),
     (dict(GPT2_SMALL, model_type='gpt2', scale_attn_by_inverse_layer_idx=True),
      'scale_attn_by_inverse_layer_idx'),
 ])

@@ -20,6 +20,7 @@ import safetensors.numpy
 
 from research.hf import gpt2
 from research.hf import llama
+from research.hf import mixtral
 from research.hf.tables import Tensors, to_hf, to_ours
 from research.model.config import validate_model_config
 
@@ -27,7 +28,7 @@ CONFIG_FILE = 'config.json'
 WEIGHTS_FILE = 'model.safetensors'
 WEIGHTS_INDEX_FILE = 'model.safetensors.index.json'
 PICKLE_FILES = ('pytorch_model.bin', 'pytorch_model.bin.index.json')
-FAMILIES = (gpt2, llama)  # each: MODEL_TYPES, config_from_hf/to_hf, exportable, rules
+FAMILIES = (gpt2, llama, mixtral)  # each: MODEL_TYPES, config_from_hf/to_hf, exportable, rules
 BY_MODEL_TYPE = {t: family for family in FAMILIES for t in family.MODEL_TYPES}
 
 
@@ -79,7 +80,7 @@ def _read_weights(directory: str) -> tuple[dict, str]:
 
 
 def from_pretrained(directory: str | os.PathLike) -> tuple[ml_collections.ConfigDict, dict]:
-  """Reads a Hugging Face GPT-2/Llama/Mistral directory -> (model config, float32 params).
+  """Reads a Hugging Face GPT-2/Llama/Mistral/Mixtral directory -> (model config, float32 params).
 
   The params are a nested dict of jnp arrays for `Transformer(config).apply({'params': params},
   tokens)`, with unscanned layers (`layers_{i}`). Raises ValueError naming the file and field for
@@ -121,7 +122,9 @@ def _export_family(c: ml_collections.ConfigDict):
   if c.get('parametrization', 'standard') != 'standard':
     _no_equivalent('parametrization', c.parametrization, 'gpt2 or llama', 'their attention and '
                    'output layer have no muP multipliers')
-  if c.position == 'learned':
+  if c.num_experts:
+    family, model_type = mixtral, mixtral.export_type(c)
+  elif c.position == 'learned':
     family, model_type = gpt2, 'gpt2'
   elif c.position == 'rope':
     family, model_type = llama, llama.export_type(c)
@@ -158,7 +161,8 @@ def save_pretrained(model_config: ml_collections.ConfigDict, params,
   """Writes `config.json` + `model.safetensors` (float32) that transformers loads as GPT-2/Llama.
 
   GPT-2 style: learned positions, LayerNorm, GELU, biases. Llama style: RoPE, RMSNorm, SwiGLU
-  (biases optional; a sliding window exports as Mistral). Both pre-norm with a final norm.
+  (biases optional; a sliding window exports as Mistral). Mixtral: Llama style without biases,
+  every layer a dropless MoE without shared experts. All pre-norm with a final norm.
   `params` may be boxed (logical partitioning) or plain, scanned (`layers`) or not. Anything
   without a Hugging Face equivalent raises ValueError naming the field. No tokenizer is written,
   and bos/eos token ids are left unset.

@@ -71,9 +71,9 @@ def config_from_hf(hf: dict, where: str) -> ml_collections.ConfigDict:
   c.mlp = 'swiglu'
   c.tied_embedding = bool(common.field(hf, where, 'tie_word_embeddings', False))
   c.use_bias = attention_bias
-  # Mistral masks key j for query i unless 0 <= i - j < sliding_window: the same as ours.
+  # Mistral (and Mixtral) mask key j for query i unless 0 <= i - j < sliding_window: as ours.
   c.sliding_window = (common.field(hf, where, 'sliding_window', 0)
-                      if hf['model_type'] == 'mistral' else 0)
+                      if hf['model_type'] != 'llama' else 0)
   return c
 
 
@@ -109,23 +109,35 @@ def config_to_hf(c: ml_collections.ConfigDict, model_type: str) -> dict:
   return config
 
 
-def rules(c: ml_collections.ConfigDict) -> list[Rule]:
-  """Every Llama/Mistral tensor and the param of ours it holds."""
-  v, d, n, k, h, f = common.dims(c)
+def attention_rules(c: ml_collections.ConfigDict, i: int) -> list[Rule]:
+  """Layer i's norms and attention, shared by Llama, Mistral and Mixtral."""
+  _, d, n, k, h, _ = common.dims(c)
+  hf, ours = f'model.layers.{i}.', f'layers_{i}/'
+  table = [same(f'{hf}input_layernorm.weight', f'{ours}attn_norm/scale', (d,)),
+           same(f'{hf}post_attention_layernorm.weight', f'{ours}mlp_norm/scale', (d,))]
+  for proj, name, heads in (('q_proj', 'query', n), ('k_proj', 'key', k), ('v_proj', 'value', k)):
+    table.append(transposed(f'{hf}self_attn.{proj}.weight', f'{ours}attn/{name}', (d, heads, h)))
+    if c.use_bias:
+      table.append(reshaped(f'{hf}self_attn.{proj}.bias', (heads * h,),
+                            f'{ours}attn/{name}_bias', (heads, h)))
+  table.append(transposed(f'{hf}self_attn.o_proj.weight', f'{ours}attn/out', (n, h, d),
+                          heads_first=True))
+  if c.use_bias:
+    table.append(same(f'{hf}self_attn.o_proj.bias', f'{ours}attn/out_bias', (d,)))
+  return table
+
+
+def rules(c: ml_collections.ConfigDict, feed_forward=None) -> list[Rule]:
+  """Every Llama/Mistral tensor and the param of ours it holds; `feed_forward(c, i)` replaces
+  the MLP's rules (Mixtral's experts)."""
+  v, d, _, _, _, f = common.dims(c)
   table = [same('model.embed_tokens.weight', 'embed', (v, d))]
   for i in range(c.num_layers):
+    table += attention_rules(c, i)
+    if feed_forward is not None:
+      table += feed_forward(c, i)
+      continue
     hf, ours = f'model.layers.{i}.', f'layers_{i}/'
-    table += [same(f'{hf}input_layernorm.weight', f'{ours}attn_norm/scale', (d,)),
-              same(f'{hf}post_attention_layernorm.weight', f'{ours}mlp_norm/scale', (d,))]
-    for proj, name, heads in (('q_proj', 'query', n), ('k_proj', 'key', k), ('v_proj', 'value', k)):
-      table.append(transposed(f'{hf}self_attn.{proj}.weight', f'{ours}attn/{name}', (d, heads, h)))
-      if c.use_bias:
-        table.append(reshaped(f'{hf}self_attn.{proj}.bias', (heads * h,),
-                              f'{ours}attn/{name}_bias', (heads, h)))
-    table.append(transposed(f'{hf}self_attn.o_proj.weight', f'{ours}attn/out', (n, h, d),
-                            heads_first=True))
-    if c.use_bias:
-      table.append(same(f'{hf}self_attn.o_proj.bias', f'{ours}attn/out_bias', (d,)))
     for proj, name, shape in (('gate_proj', 'wi_gate', (d, f)), ('up_proj', 'wi_up', (d, f)),
                               ('down_proj', 'wo', (f, d))):
       table.append(transposed(f'{hf}mlp.{proj}.weight', f'{ours}mlp/{name}', shape))

@@ -10,8 +10,9 @@ import ml_collections
 
 from research.model import mup
 from research.model.attention import Attention
-from research.model.config import head_dim, resolve_dtype
+from research.model.config import head_dim, is_moe_layer, resolve_dtype
 from research.model.mlp import MLP
+from research.model.moe import MoE
 from research.model.norms import Norm
 
 
@@ -19,11 +20,13 @@ class Block(nn.Module):
   """Pre-norm: x + f(norm(x)); post-norm (original Transformer): norm(x + f(x)).
 
   Called as `(x, positions) -> (x, None)` so the same module can be scanned over layers.
-  `decode=True` makes attention use and extend its key/value cache.
+  `decode=True` makes attention use and extend its key/value cache; `moe=True` makes the
+  feed-forward a Mixture of Experts.
   """
   config: ml_collections.ConfigDict
   deterministic: bool = True
   decode: bool = False
+  moe: bool = False
 
   @nn.compact
   def __call__(self, x_BxTxD, positions_BxT):
@@ -40,9 +43,13 @@ class Block(nn.Module):
         sliding_window=c.sliding_window, impl=c.attention_impl, init_std=std,
         out_init_std=out_std, dtype=dtype, param_dtype=param_dtype, decode=self.decode,
         query_multiplier=mup.attention_query_multiplier(c, head_dim(c)), name='attn')
-    mlp = MLP(kind=c.mlp, d_ff=c.d_ff, use_bias=c.use_bias, gelu_approximate=c.gelu_approximate,
-              init_std=std, out_init_std=out_std, dtype=dtype, param_dtype=param_dtype,
-              name='mlp')
+    if self.moe:
+      mlp = MoE(c, init_std=std, out_init_std=out_std, dtype=dtype, param_dtype=param_dtype,
+                name='mlp')
+    else:
+      mlp = MLP(kind=c.mlp, d_ff=c.d_ff, use_bias=c.use_bias,
+                gelu_approximate=c.gelu_approximate, init_std=std, out_init_std=out_std,
+                dtype=dtype, param_dtype=param_dtype, name='mlp')
     dropout = nn.Dropout(c.dropout_rate, deterministic=self.deterministic)
 
     x_BxTxD = nn.with_logical_constraint(x_BxTxD, ('batch', 'length', 'embed'))
@@ -53,4 +60,19 @@ class Block(nn.Module):
       x_BxTxD = norm('attn_norm')(x_BxTxD + dropout(attention(x_BxTxD, positions_BxT)))
       x_BxTxD = norm('mlp_norm')(x_BxTxD + dropout(mlp(x_BxTxD)))
     x_BxTxD = nn.with_logical_constraint(x_BxTxD, ('batch', 'length', 'embed'))
+    return x_BxTxD, None
+
+
+class BlockGroup(nn.Module):
+  """`moe_every` consecutive layers, the last one MoE: the unit scanned when they alternate."""
+  config: ml_collections.ConfigDict
+  deterministic: bool = True
+  decode: bool = False
+
+  @nn.compact
+  def __call__(self, x_BxTxD, positions_BxT):
+    c = self.config
+    for j in range(c.moe_every):
+      x_BxTxD, _ = Block(c, self.deterministic, self.decode, is_moe_layer(c, j),
+                         name=f'block_{j}')(x_BxTxD, positions_BxT)
     return x_BxTxD, None

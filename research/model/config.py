@@ -26,6 +26,7 @@ REMAT_POLICIES = {
     'save_matmuls': jax.checkpoint_policies.dots_with_no_batch_dims_saveable,
 }
 DTYPES = ('auto', 'float32', 'bfloat16', 'float16')
+MOE_IMPLS = ('grouped', 'reference')
 
 
 def default_model_config() -> ml_collections.ConfigDict:
@@ -59,6 +60,17 @@ def default_model_config() -> ml_collections.ConfigDict:
   c.init_std = 0.02
   c.parametrization = 'standard'  # standard | mup (maximal update; see research/model/mup.py)
   c.mup_base_width = 0  # mup: the d_model hyperparameters are tuned at (0: this model's own)
+  # Mixture of Experts (research/model/moe.py); num_experts=0 is the dense feed-forward.
+  c.num_experts = 0  # routed experts per MoE layer; 0: every layer has a dense MLP
+  c.experts_per_token = 2  # top-k: routed experts each token is sent to
+  c.moe_d_ff = 0  # hidden width of one expert; 0: d_ff
+  c.num_shared_experts = 0  # always-on experts of width moe_d_ff added to the routed ones
+  c.moe_every = 1  # layer i is MoE iff (i + 1) % moe_every == 0; the others are dense
+  c.expert_capacity_factor = 0.0  # 0: dropless; c > 0: ceil(c T k / E) slots per expert and row
+  c.router_renormalize = True  # rescale the top-k router probabilities to sum to 1 (Mixtral)
+  c.load_balance_loss_weight = 0.01  # Switch load-balancing loss, summed over MoE layers
+  c.router_z_loss_weight = 0.001  # router z-loss (ST-MoE), summed over MoE layers
+  c.moe_impl = 'grouped'  # grouped (sort + ragged_dot, or capacity buffers) | reference (dense)
   return c
 
 
@@ -106,6 +118,42 @@ def validate_model_config(c: ml_collections.ConfigDict) -> None:
   if not isinstance(base_width, int) or base_width < 0:
     _fail('mup_base_width', base_width, 'must be 0 (the model\'s own d_model) or a positive '
           'integer')
+  if parametrization == 'mup' and c.num_experts:
+    _fail('parametrization', parametrization, 'muP multipliers for routers and experts are not '
+          'defined here; use model.num_experts=0 or the standard parametrization')
+  _validate_moe(c)
+
+
+def _is_count(value) -> bool:
+  return isinstance(value, int) and not isinstance(value, bool) and value >= 0
+
+
+def _validate_moe(c: ml_collections.ConfigDict) -> None:
+  """The Mixture-of-Experts fields; with num_experts=0 only their types and ranges."""
+  for field in ('num_experts', 'moe_d_ff', 'num_shared_experts'):
+    if not _is_count(c[field]):
+      _fail(field, c[field], 'must be an integer >= 0')
+  for field in ('experts_per_token', 'moe_every'):
+    if not _is_count(c[field]) or c[field] < 1:
+      _fail(field, c[field], 'must be a positive integer')
+  for field in ('expert_capacity_factor', 'load_balance_loss_weight', 'router_z_loss_weight'):
+    if not isinstance(c[field], (int, float)) or isinstance(c[field], bool) or c[field] < 0:
+      _fail(field, c[field], 'must be a number >= 0')
+  if c.moe_impl not in MOE_IMPLS:
+    _fail('moe_impl', c.moe_impl, f'unknown; expected one of {MOE_IMPLS}')
+  if not c.num_experts:
+    if c.num_shared_experts:
+      _fail('num_shared_experts', c.num_shared_experts, 'needs routed experts (model.num_experts '
+            '> 0); a dense model is an MLP of model.d_ff')
+    return
+  if c.experts_per_token > c.num_experts:
+    _fail('experts_per_token', c.experts_per_token,
+          f'must be at most model.num_experts={c.num_experts}')
+  if c.moe_every > c.num_layers:
+    _fail('moe_every', c.moe_every, f'exceeds model.num_layers={c.num_layers}: no layer is MoE')
+  if c.scan_layers and c.num_layers % c.moe_every:
+    _fail('moe_every', c.moe_every, f'must divide model.num_layers={c.num_layers} when '
+          'model.scan_layers=True (layers are scanned in groups of moe_every)')
 
 
 def head_dim(c: ml_collections.ConfigDict) -> int:
@@ -113,8 +161,29 @@ def head_dim(c: ml_collections.ConfigDict) -> int:
   return c.head_dim or c.d_model // c.num_heads
 
 
+def moe_field(c, name: str):
+  """An MoE field of `c`, or its default when `c` predates MoE (an older run's config)."""
+  return getattr(c, name, _MOE_DEFAULTS[name])
+
+
+def expert_d_ff(c) -> int:
+  """Hidden width of one routed or shared expert."""
+  return moe_field(c, 'moe_d_ff') or c.d_ff
+
+
+def is_moe_layer(c, layer: int) -> bool:
+  """Whether decoder layer `layer` (from 0) has a Mixture-of-Experts feed-forward."""
+  return moe_field(c, 'num_experts') > 0 and (layer + 1) % moe_field(c, 'moe_every') == 0
+
+
 def resolve_dtype(name: str):
   """'auto' is float32 on CPU (XLA:CPU is slow in bf16) and bfloat16 on GPU/TPU."""
   if name == 'auto':
     return jnp.float32 if jax.default_backend() == 'cpu' else jnp.bfloat16
   return jnp.dtype(name)
+
+
+_MOE_DEFAULTS = {k: v for k, v in default_model_config().items()
+                 if k in ('num_experts', 'experts_per_token', 'moe_d_ff', 'num_shared_experts',
+                          'moe_every', 'expert_capacity_factor', 'router_renormalize',
+                          'load_balance_loss_weight', 'router_z_loss_weight', 'moe_impl')}

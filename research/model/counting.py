@@ -14,6 +14,12 @@ in the papers):
 - Chowdhery et al. (2022, PaLM) appendix B, the MFU convention: 6 x (weights used in matmuls, the
   output matrix counted once and embedding gathers not at all) + 12 x n_layer x d_attn x n_ctx,
   where d_attn = num_heads x head_dim (= d_model in the usual case).
+
+Mixture of Experts: a token uses the router, its k routed experts and the shared experts of an
+MoE layer, so the FLOP conventions count those (the router as the matmul it is) and
+`predict_param_counts(c, active=True)` counts the parameters a token uses; `active=False` (the
+default) counts all of them. For dense models the two agree. Capacity padding is not counted:
+model FLOPs are the useful ones.
 """
 
 from __future__ import annotations
@@ -25,7 +31,7 @@ import jax
 import ml_collections
 import numpy as np
 
-from research.model.config import head_dim
+from research.model.config import expert_d_ff, head_dim, is_moe_layer, moe_field
 
 
 @dataclasses.dataclass(frozen=True)
@@ -35,20 +41,41 @@ class ParamCounts:
   non_embedding: int
 
 
-def _layer_weights(c: ml_collections.ConfigDict) -> tuple[int, int]:
-  """(matmul weights, other params: biases and norms) of one decoder layer."""
-  d, n, k, h, f = c.d_model, c.num_heads, c.num_kv_heads, head_dim(c), c.d_ff
+def _ffn_weights(c, width: int, copies: int) -> tuple[int, int]:
+  """(matmul weights, biases) of `copies` feed-forward networks of hidden width `width`."""
+  d = c.d_model
+  matmul = (3 if c.mlp == 'swiglu' else 2) * d * width
+  biases = ((2 if c.mlp == 'swiglu' else 1) * width + d) if c.use_bias else 0
+  return copies * matmul, copies * biases
+
+
+def _feed_forward_weights(c, layer: int, active: bool) -> tuple[int, int]:
+  """(matmul weights, biases) of layer `layer`'s feed-forward; `active`: of an MoE layer, only
+  what one token uses (the router, k routed experts and the shared experts)."""
+  if not is_moe_layer(c, layer):
+    return _ffn_weights(c, c.d_ff, 1)
+  experts, f = moe_field(c, 'num_experts'), expert_d_ff(c)
+  matmul, biases = _ffn_weights(c, f, moe_field(c, 'experts_per_token') if active else experts)
+  shared = moe_field(c, 'num_shared_experts')
+  shared_matmul, shared_biases = _ffn_weights(c, shared * f, 1) if shared else (0, 0)
+  router = c.d_model * experts
+  return router + matmul + shared_matmul, biases + shared_biases
+
+
+def _layer_weights(c, layer: int = 0, active: bool = False) -> tuple[int, int]:
+  """(matmul weights, other params: biases and norms) of decoder layer `layer`."""
+  d, n, k, h = c.d_model, c.num_heads, c.num_kv_heads, head_dim(c)
   attn = d * n * h + 2 * d * k * h + n * h * d
-  mlp = (3 if c.mlp == 'swiglu' else 2) * d * f
-  biases = (n * h + 2 * k * h + d + (2 * f if c.mlp == 'swiglu' else f) + d) if c.use_bias else 0
+  attn_biases = (n * h + 2 * k * h + d) if c.use_bias else 0
+  mlp, mlp_biases = _feed_forward_weights(c, layer, active)
   norms = 2 * d * (2 if c.norm == 'layernorm' else 1)
-  return attn + mlp, biases + norms
+  return attn + mlp, attn_biases + mlp_biases + norms
 
 
-def predict_param_counts(c: ml_collections.ConfigDict) -> ParamCounts:
-  """Exact parameter counts from the config alone, without building the model."""
-  matmul, other = _layer_weights(c)
-  non_embedding = c.num_layers * (matmul + other)
+def predict_param_counts(c, active: bool = False) -> ParamCounts:
+  """Exact parameter counts from the config alone, without building the model; `active`: the
+  parameters one token uses (differs from all of them only for Mixture-of-Experts layers)."""
+  non_embedding = sum(sum(_layer_weights(c, i, active)) for i in range(c.num_layers))
   if c.final_norm:
     non_embedding += c.d_model * (2 if c.norm == 'layernorm' else 1)
   embedding = c.vocab_size * c.d_model
@@ -72,32 +99,39 @@ def count_params(params) -> ParamCounts:
 
 
 def matmul_weights(c: ml_collections.ConfigDict) -> int:
-  """Weights used in matrix multiplies per token: the layers' projections plus the output matrix."""
-  return c.num_layers * _layer_weights(c)[0] + c.d_model * c.vocab_size
+  """Weights used in matrix multiplies per token: the layers' projections (of an MoE layer the
+  router and the experts a token uses) plus the output matrix."""
+  return (sum(_layer_weights(c, i, active=True)[0] for i in range(c.num_layers)) +
+          c.d_model * c.vocab_size)
 
 
 def kaplan_flops_per_token(c: ml_collections.ConfigDict, n_ctx: int | None = None) -> dict:
-  """Kaplan et al. (2020): forward 2N + 2 n_layer n_ctx d_attn; training 6N (N non-embedding)."""
+  """Kaplan et al. (2020): forward 2N + 2 n_layer n_ctx d_attn; training 6N (N non-embedding,
+  the active ones of an MoE model)."""
   n_ctx = n_ctx or c.max_seq_len
-  n = predict_param_counts(c).non_embedding
+  n = predict_param_counts(c, active=True).non_embedding
   forward = 2 * n + 2 * c.num_layers * n_ctx * c.num_heads * head_dim(c)
   return {'forward': forward, 'train': 6 * n, 'train_with_context': 3 * forward}
 
 
 def chinchilla_flops_per_token(c: ml_collections.ConfigDict, n_ctx: int | None = None) -> dict:
-  """Hoffmann et al. (2022) appendix F, per token of a sequence of n_ctx; backward = 2x forward."""
+  """Hoffmann et al. (2022) appendix F, per token of a sequence of n_ctx; backward = 2x forward.
+
+  An MoE layer's feed-forward is its router, k routed experts and shared experts.
+  """
   t = n_ctx or c.max_seq_len
-  d, n, k, h, f, v = c.d_model, c.num_heads, c.num_kv_heads, head_dim(c), c.d_ff, c.vocab_size
+  d, n, k, h, v = c.d_model, c.num_heads, c.num_kv_heads, head_dim(c), c.vocab_size
   embeddings = 2 * d * v
   qkv = 2 * d * h * (n + 2 * k)
   logits_qk = 2 * t * n * h
   softmax = 3 * n * t
   attend_values = 2 * t * n * h
   out_proj = 2 * n * h * d
-  feed_forward = 2 * (3 if c.mlp == 'swiglu' else 2) * d * f
   final_logits = 2 * d * v
-  layer = qkv + logits_qk + softmax + attend_values + out_proj + feed_forward
-  forward = embeddings + c.num_layers * layer + final_logits
+  attention = qkv + logits_qk + softmax + attend_values + out_proj
+  feed_forward = sum(2 * _feed_forward_weights(c, i, active=True)[0]
+                     for i in range(c.num_layers))
+  forward = embeddings + c.num_layers * attention + feed_forward + final_logits
   return {'forward': forward, 'train': 3 * forward}
 
 

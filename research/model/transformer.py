@@ -8,24 +8,35 @@ import ml_collections
 
 from research.model import mup
 from research.model import positions as positions_lib
-from research.model.block import Block
-from research.model.config import REMAT_POLICIES, resolve_dtype, validate_model_config
+from research.model.block import Block, BlockGroup
+from research.model.config import (REMAT_POLICIES, is_moe_layer, resolve_dtype,
+                                   validate_model_config)
+from research.model.moe import COLLECTION as MOE_COLLECTION
 from research.model.norms import Norm
 
 
-def _block_class(c: ml_collections.ConfigDict, decode: bool):
-  """The block, wrapped in remat (training only) and scan as the config asks.
+def scan_groups(c: ml_collections.ConfigDict) -> bool:
+  """Whether scanned layers are scanned in groups (dense and MoE layers alternating)."""
+  return c.scan_layers and c.num_experts > 0 and c.moe_every > 1
 
-  Scanned decoding stacks each layer's cache on a leading layer axis, like the params.
+
+def _block_class(c: ml_collections.ConfigDict, decode: bool):
+  """The block (or group of blocks), wrapped in remat (training only) and scan as the config asks.
+
+  Scanned decoding stacks each layer's cache on a leading layer axis, like the params; so are the
+  values MoE layers sow.
   """
-  block = Block
+  block = BlockGroup if scan_groups(c) else Block
   if c.remat != 'none' and not decode:
     block = nn.remat(block, policy=REMAT_POLICIES[c.remat], prevent_cse=not c.scan_layers)
   if c.scan_layers:
-    variable_axes = {'params': 0, 'cache': 0} if decode else {'params': 0}
+    variable_axes = {'params': 0, MOE_COLLECTION: 0}
+    if decode:
+      variable_axes['cache'] = 0
+    length = c.num_layers // c.moe_every if scan_groups(c) else c.num_layers
     block = nn.scan(block, variable_axes=variable_axes,
                     split_rngs={'params': True, 'dropout': True}, in_axes=nn.broadcast,
-                    length=c.num_layers, metadata_params={nn.PARTITION_NAME: 'layers'})
+                    length=length, metadata_params={nn.PARTITION_NAME: 'layers'})
   return block
 
 
@@ -76,12 +87,15 @@ class Transformer(nn.Module):
     x_BxTxD = nn.Dropout(c.dropout_rate, deterministic=deterministic)(x_BxTxD)
 
     block = _block_class(c, self.decode)
-    if c.scan_layers:
+    if scan_groups(c):
       x_BxTxD, _ = block(c, deterministic, self.decode, name='layers')(x_BxTxD, positions_BxT)
+    elif c.scan_layers:
+      x_BxTxD, _ = block(c, deterministic, self.decode, c.num_experts > 0,
+                         name='layers')(x_BxTxD, positions_BxT)
     else:
       for i in range(c.num_layers):
-        x_BxTxD, _ = block(c, deterministic, self.decode, name=f'layers_{i}')(x_BxTxD,
-                                                                               positions_BxT)
+        x_BxTxD, _ = block(c, deterministic, self.decode, is_moe_layer(c, i),
+                           name=f'layers_{i}')(x_BxTxD, positions_BxT)
 
     if c.final_norm:
       x_BxTxD = Norm(c.norm, c.norm_eps, dtype, param_dtype, name='final_norm')(x_BxTxD)

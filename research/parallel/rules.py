@@ -5,6 +5,14 @@ the same array falls through to the next rule, or stays unsharded. With these de
 is split over 'data' and 'fsdp' (data parallelism and ZeRO-3 style FSDP), parameters and optimizer
 state are split over 'fsdp' along 'embed', and attention heads, MLP width and vocabulary over
 'tensor' (Megatron-style tensor parallelism).
+
+The mesh axes 'stage' (pipeline stages; validation keeps it at 1 until pipelining exists) and
+'expert' came later. A table that names neither (every table written before them, the defaults
+included) is read with them added: the batch is also split over 'expert' (expert-parallel devices
+are data-parallel outside the experts), the stacked layers of scanned params over 'stage', and the
+experts of an MoE layer (logical 'exp') over 'expert'. With both axes of size 1 this changes no
+sharding, and the stored table, hence the run id, stays as it was. A table that names 'stage' or
+'expert' is used as written.
 """
 
 DEFAULT_RULES = (
@@ -19,6 +27,27 @@ DEFAULT_RULES = (
     ('position', None),
     ('layers', None),
 )
+LATER_AXES = ('stage', 'expert')
+
+
+def _axes(mesh_axes) -> tuple:
+  if mesh_axes is None:
+    return ()
+  return (mesh_axes,) if isinstance(mesh_axes, str) else tuple(mesh_axes)
+
+
+def with_later_axes(rules: tuple) -> tuple:
+  """A table that names neither 'stage' nor 'expert', read as described above; others as is."""
+  if any(axis in LATER_AXES for _, mesh_axes in rules for axis in _axes(mesh_axes)):
+    return rules
+  out = []
+  for logical, mesh_axes in rules:
+    if logical == 'batch':
+      mesh_axes = _axes(mesh_axes) + ('expert',)
+    elif logical == 'layers' and mesh_axes is None:
+      mesh_axes = 'stage'
+    out.append((logical, mesh_axes))
+  return tuple(out) + (('exp', 'expert'),)
 
 
 def as_rules(table) -> tuple[tuple[str, object], ...]:
@@ -31,4 +60,4 @@ def as_rules(table) -> tuple[tuple[str, object], ...]:
     if isinstance(mesh_axes, list):
       mesh_axes = tuple(mesh_axes)
     out.append((logical, mesh_axes))
-  return tuple(out)
+  return with_later_axes(tuple(out))

@@ -4,12 +4,14 @@ Each run directory `DIR/<run_id>` holds `config.json`, and once finished `summar
 loop's success marker); the runner adds `runner.json` (attempts, exit code, git commit). A row's
 status is the summary's ('completed' or 'diverged'), else 'failed' if the last attempt exited
 non-zero, else 'pending'. N, D and C follow the fits' convention: N = params_total,
-D = tokens trained, C = 6 N D. A cooldown branch's row names its `parent` run and
-`branch_step`; `own_tokens` is what the run trained itself (D less its parent's part), and
-`unique_tokens` / `epochs` describe a data-constrained run. Columns: `COLUMNS`, then
-`EXTRA_COLUMNS`, then every config field
-flattened ('model.d_model'). `read_rows` is the one parser of `results.csv`; `load_results` gives
-the same rows as numpy columns for the fits, and `load_curves` each run's training curve.
+D = tokens trained, C = 6 N D. For a Mixture-of-Experts run N and N_non_embedding count the
+parameters each token uses (router, k routed and the shared experts: compute, not storage);
+N_total and N_total_non_embedding count all of them, num_experts the routed experts per layer.
+A cooldown branch's row names its `parent` run and `branch_step`; `own_tokens` is what the run
+trained itself (D less its parent's part), and `unique_tokens` / `epochs` describe a
+data-constrained run. Columns: `COLUMNS`, then `EXTRA_COLUMNS`, then every config field flattened
+('model.d_model'). `read_rows` is the one parser of `results.csv`; `load_results` gives the same
+rows as numpy columns for the fits, and `load_curves` each run's training curve.
 """
 
 from __future__ import annotations
@@ -31,7 +33,8 @@ COLUMNS = ('run_id', 'status', 'sweep', 'budget', 'N', 'N_non_embedding', 'D', '
            'final_train_loss', 'final_eval_loss', 'wall_time_s', 'git_commit', 'run_dir')
 EXTRA_COLUMNS = ('label', 'kind', 'attempts', 'returncode', 'step', 'C_chinchilla',
                  'final_eval_bits_per_byte', 'tokens_per_sec', 'mfu', 'unique_tokens', 'epochs',
-                 'parent', 'branch_step', 'own_tokens')
+                 'parent', 'branch_step', 'own_tokens', 'N_total', 'N_total_non_embedding',
+                 'num_experts')
 TEXT_COLUMNS = ('run_id', 'status', 'sweep', 'git_commit', 'run_dir', 'label', 'kind', 'parent')
 REQUIRED = ('run_id', 'status', 'N', 'D')  # what the fits cannot do without
 STATUSES = ('completed', 'failed', 'diverged', 'pending')
@@ -73,9 +76,9 @@ def flatten(tree: dict, prefix: str = '') -> dict:
   return out
 
 
-def _counts(model: dict) -> counting.ParamCounts | None:
+def _counts(model: dict, active: bool = False) -> counting.ParamCounts | None:
   try:
-    return counting.predict_param_counts(types.SimpleNamespace(**model))
+    return counting.predict_param_counts(types.SimpleNamespace(**model), active=active)
   except (AttributeError, TypeError, ValueError, ZeroDivisionError):
     return None  # a config the train CLI rejects has no meaningful count
 
@@ -87,9 +90,17 @@ def run_row(run_dir) -> dict:
   summary = run_dir_lib.read_summary(run_dir) or {}
   runner = run_dir_lib.read_json(run_dir / run_dir_lib.RUNNER_FILE) or {}
   sweep = config.get('sweep') or {}
-  counts = _counts(config.get('model', {}))
-  n = summary.get('params_total', counts.total if counts else None)
-  n_non_embedding = summary.get('params_non_embedding', counts.non_embedding if counts else None)
+  model = config.get('model', {})
+  counts, active = _counts(model), _counts(model, active=True)
+  n_total = summary.get('params_total', counts.total if counts else None)
+  n_total_non_embedding = summary.get('params_non_embedding',
+                                      counts.non_embedding if counts else None)
+  if 'params_total' in summary and 'params_active' not in summary:  # a dense run before MoE
+    n, n_non_embedding = n_total, n_total_non_embedding
+  else:
+    n = summary.get('params_active', active.total if active else None)
+    n_non_embedding = summary.get('params_active_non_embedding',
+                                  active.non_embedding if active else None)
   train, data = config.get('train', {}), config.get('data', {})
   d = summary.get('tokens')
   if d is None:  # not trained yet: the planned tokens
@@ -129,6 +140,9 @@ def run_row(run_dir) -> dict:
       'branch_step': branch_step,
       'own_tokens': (d - branch_step * train['batch_size'] * data['seq_len']
                      if branch_step and d is not None else d),
+      'N_total': n_total,
+      'N_total_non_embedding': n_total_non_embedding,
+      'num_experts': summary.get('num_experts', model.get('num_experts', 0)),
   }
   row.update(flatten(config))
   return row

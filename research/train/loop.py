@@ -184,10 +184,12 @@ def _train(config, workdir, mesh, rules, batch_hook, log, profile) -> dict:
   tokens_per_step = t.batch_size * seq_len
   flops_per_token = counting.flops_report(m, seq_len)
   counts = counting.predict_param_counts(m)
+  active = counting.predict_param_counts(m, active=True)  # differs from counts for MoE only
   writer = metrics_lib.MetricsWriter(workdir)
   if changed:
     writer.write({'step': int(state.step), 'event': 'execution_changed', 'changes': changed})
-  log(f'model: {counts.total:,} params ({counts.non_embedding:,} non-embedding); '
+  log(f'model: {counts.total:,} params ({counts.non_embedding:,} non-embedding'
+      f'{f"; {active.total:,} active per token" if m.num_experts else ""}); '
       f'{tokens_per_step:,} tokens/step; peak {peak_flops / 1e9:.1f} GFLOP/s measured')
   epochs = t.num_steps * tokens_per_step / data.train_tokens
   log(f'data: {data.train_tokens:,} train tokens ({epochs:.2f} epochs in {t.num_steps} steps), '
@@ -340,6 +342,9 @@ def _train(config, workdir, mesh, rules, batch_hook, log, profile) -> dict:
       'params_total': counts.total,
       'params_embedding': counts.embedding,
       'params_non_embedding': counts.non_embedding,
+      'params_active': active.total,  # used by each token: for MoE, k routed experts of E
+      'params_active_non_embedding': active.non_embedding,
+      'num_experts': m.num_experts,
       'flops': {name: per_token * tokens for name, per_token in flops_per_token.items()},
       'flops_per_token': flops_per_token,
       'wall_time_s': loop.wall_time_s,

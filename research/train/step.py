@@ -9,6 +9,7 @@ import jax.numpy as jnp
 import optax
 
 from research.model import Transformer
+from research.model import moe
 from research.train.fused_loss import chunk_length, fused_cross_entropy
 from research.train.state import TrainState
 
@@ -29,37 +30,48 @@ def make_train_step(model_config, optimizer, z_loss: float = 0.0, grad_accum_ste
 
   With `loss_chunk_len` > 0 the output layer and the loss are fused over chunks of that many
   positions (at most; see `fused_loss.chunk_length`), so the [B, T, V] logits are never stored.
+  Mixture-of-Experts layers add their weighted auxiliary losses (`moe.aux_loss`) to the loss
+  that is differentiated, and their per-layer figures (`moe.metrics`) to the metrics.
   """
   model = Transformer(model_config)
 
   def loss_fn(params, inputs_BxT, targets_BxT):
+    apply = lambda **kw: model.apply({'params': params}, inputs_BxT, mutable=[moe.COLLECTION],
+                                     **kw)
     if loss_chunk_len:
-      hidden_BxTxD, unembed_DxV = model.apply({'params': params}, inputs_BxT, return_hidden=True)
+      (hidden_BxTxD, unembed_DxV), sown = apply(return_hidden=True)
       chunk_len = chunk_length(inputs_BxT.shape[1], loss_chunk_len)
-      return fused_cross_entropy(hidden_BxTxD, unembed_DxV, targets_BxT, chunk_len, z_loss)
-    logits_BxTxV = model.apply({'params': params}, inputs_BxT)
-    return cross_entropy(logits_BxTxV, targets_BxT, z_loss)
+      loss, nll = fused_cross_entropy(hidden_BxTxD, unembed_DxV, targets_BxT, chunk_len, z_loss)
+    else:
+      logits_BxTxV, sown = apply()
+      loss, nll = cross_entropy(logits_BxTxV, targets_BxT, z_loss)
+    sown = sown.get(moe.COLLECTION, {})
+    return loss + moe.aux_loss(sown, model_config), (nll, moe.metrics(sown, model_config))
 
   grad_fn = jax.value_and_grad(loss_fn, has_aux=True)
 
   def train_step(state: TrainState, batch):
     inputs_BxT, targets_BxT = batch['inputs'], batch['targets']
     if grad_accum_steps == 1:
-      (loss, nll), grads = grad_fn(state.params, inputs_BxT, targets_BxT)
+      (loss, (nll, extra)), grads = grad_fn(state.params, inputs_BxT, targets_BxT)
     else:
       micro = lambda x: x.reshape(grad_accum_steps, -1, *x.shape[1:])
 
       def accumulate(carry, mb):
-        (loss, nll), grads = grad_fn(state.params, mb[0], mb[1])
-        return jax.tree.map(jnp.add, carry, (loss, nll, grads)), None
+        (loss, (nll, extra)), grads = grad_fn(state.params, mb[0], mb[1])
+        return jax.tree.map(jnp.add, carry, (loss, nll, extra, grads)), None
 
-      zeros = (0.0, 0.0, jax.tree.map(jnp.zeros_like, state.params))
-      (loss, nll, grads), _ = jax.lax.scan(accumulate, zeros,
-                                           (micro(inputs_BxT), micro(targets_BxT)))
-      loss, nll, grads = jax.tree.map(lambda x: x / grad_accum_steps, (loss, nll, grads))
+      extra_shapes = jax.eval_shape(loss_fn, state.params, micro(inputs_BxT)[0],
+                                    micro(targets_BxT)[0])[1][1]
+      zeros = (0.0, 0.0, jax.tree.map(lambda s: jnp.zeros(s.shape, s.dtype), extra_shapes),
+               jax.tree.map(jnp.zeros_like, state.params))
+      (loss, nll, extra, grads), _ = jax.lax.scan(accumulate, zeros,
+                                                  (micro(inputs_BxT), micro(targets_BxT)))
+      loss, nll, extra, grads = jax.tree.map(lambda x: x / grad_accum_steps,
+                                             (loss, nll, extra, grads))
     updates, opt_state = optimizer.update(grads, state.opt_state, state.params)
     params = optax.apply_updates(state.params, updates)
-    metrics = {'loss': nll, 'total_loss': loss, 'grad_norm': optax.tree.norm(grads)}
+    metrics = {'loss': nll, 'total_loss': loss, 'grad_norm': optax.tree.norm(grads), **extra}
     return TrainState(step=state.step + 1, params=params, opt_state=opt_state), metrics
 
   return train_step

@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import math
+
+import flax.linen as nn
 import jax
 import ml_collections
 
 from research.data.corpus import CORPORA
 from research.run_dir.lock import LOCK_KINDS
 from research.model.config import validate_model_config
-from research.parallel.mesh import resolve_shape
+from research.parallel.mesh import MESH_AXES, resolve_shape
+from research.parallel.rules import as_rules
 from research.train.schedules import DECAY_SHAPES, SCHEDULES, cooldown_steps
 
 
@@ -69,11 +73,28 @@ def validate_config(config: ml_collections.ConfigDict, num_devices: int | None =
           f'must be divisible by train.grad_accum_steps={t.grad_accum_steps}')
   num_devices = num_devices or jax.device_count()
   ici, dcn = resolve_shape(config.mesh.ici, config.mesh.dcn, num_devices)
-  batch_shards = ici[0] * ici[1] * dcn[0] * dcn[1]  # the mesh's data x fsdp
+  sizes = {axis: i * d for axis, i, d in zip(MESH_AXES, ici, dcn)}
+  if sizes['stage'] > 1:
+    _fail('mesh.ici', tuple(config.mesh.ici), f"a 'stage' axis of {sizes['stage']} needs "
+          'pipeline parallelism, which is not implemented yet; keep it 1')
+  rules = as_rules(config.mesh.rules)
+  batch_axes = _mesh_axes(rules, 'batch')
+  batch_shards = math.prod(sizes.get(a, 1) for a in batch_axes)
   micro = t.batch_size // t.grad_accum_steps
   if micro % batch_shards:
     _fail('train.batch_size', t.batch_size, f'each micro-batch ({micro} sequences) must divide '
-          f'evenly over the {batch_shards} batch shards (mesh data x fsdp)')
+          f'evenly over the {batch_shards} batch shards (mesh {" x ".join(batch_axes)})')
+  if m.num_experts:
+    expert_axes = _mesh_axes(rules, 'exp')
+    expert_shards = math.prod(sizes.get(a, 1) for a in expert_axes)
+    if m.num_experts % expert_shards:
+      _fail('model.num_experts', m.num_experts, f'must divide evenly over the {expert_shards} '
+            f'expert shards (mesh {" x ".join(expert_axes)})')
+    token_shards = batch_shards * math.prod(sizes.get(a, 1) for a in expert_axes
+                                            if a not in batch_axes)
+    if micro % token_shards:
+      _fail('train.batch_size', t.batch_size, f'each micro-batch ({micro} sequences) must divide '
+            f'evenly over the {token_shards} devices that route tokens to experts')
   if t.batch_size % jax.process_count():
     _fail('train.batch_size', t.batch_size,
           f'must be divisible by the number of processes ({jax.process_count()})')
@@ -94,3 +115,9 @@ def validate_config(config: ml_collections.ConfigDict, num_devices: int | None =
     _fail('data.text_dir', d.text_dir, "required when data.corpus='text_dir'")
   if d.corpus == 'tfds' and not d.tfds_name:
     _fail('data.tfds_name', d.tfds_name, "required when data.corpus='tfds'")
+
+
+def _mesh_axes(rules, logical: str) -> tuple:
+  """The mesh axes a logical axis name maps to under `rules`."""
+  spec = nn.logical_to_mesh_axes((logical,), rules)[0]
+  return () if spec is None else (spec,) if isinstance(spec, str) else tuple(spec)
