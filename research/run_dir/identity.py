@@ -14,12 +14,12 @@ from __future__ import annotations
 import copy
 import hashlib
 import json
-import pathlib
 
 import ml_collections
 
 from research.run_dir.atomic import read_json, write_json_atomically
 from research.run_dir.layout import CONFIG_FILE
+from research.run_dir.paths import as_path
 
 # Dotted config paths (a whole section, or one field) that say how a run executes, not what it
 # computes.
@@ -126,7 +126,7 @@ def claim(workdir, config, defaults: dict | None = None) -> list[str]:
   dict) fill fields an older config.json lacks. Raises ValueError listing the experiment fields
   that differ.
   """
-  workdir = pathlib.Path(workdir)
+  workdir = as_path(workdir)
   workdir.mkdir(parents=True, exist_ok=True)
   path = workdir / CONFIG_FILE
   current = as_dict(config)

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import pathlib
 import signal
 import sys
 import time
@@ -104,7 +103,7 @@ def train(config: ml_collections.ConfigDict, workdir, batch_hook=None, log=print
   warm-up, into `workdir/profile`. A finished run returns its summary without training.
   """
   validate_config(config)
-  workdir = pathlib.Path(workdir)
+  workdir = run_dir.as_path(workdir)
   log = log if jax.process_index() == 0 else lambda *_: None
   if (done := _finished(workdir, log)) is not None:
     return done
@@ -188,6 +187,7 @@ def _train(config, workdir, mesh, rules, batch_hook, log, profile) -> dict:
 
   def save(step):
     loop.spike_history = list(guard.history)
+    writer.flush()  # an object store's metrics.jsonl then holds every line up to `step`
     ckpt.save(manager, step, state, data.train_iter, dataclasses.asdict(loop))
     checksums.saved()
 
@@ -213,7 +213,7 @@ def _train(config, workdir, mesh, rules, batch_hook, log, profile) -> dict:
     for _ in range(skip):
       next(data.train_iter)
     loop.batches_skipped += skip
-    metrics_lib.truncate_after(workdir, good)
+    writer.truncate_after(good)
     writer.write({'step': good, 'event': 'rollback', 'reason': why, 'bad_step': bad_step,
                   'batches_skipped': skip})
     log(f'rollback: {why} at step {bad_step}; restored step {good}, skipped {skip} batches')
