@@ -32,8 +32,10 @@ from research.run_dir.layout import TOKENIZER_FILE
 from research.run_dir.layout import CHECKPOINT_DIR
 from research.run_dir.layout import TENSORBOARD_DIR
 from research.run_dir.layout import PROFILE_DIR
+from research.run_dir.layout import WANDB_DIR
 from research.run_dir.layout import RUNNER_FILE
 from research.run_dir.layout import LOG_FILE
+from research.run_dir.layout import HOST_LOG_FILE
 from research.run_dir.layout import RUN_CONFIG_FILE
 from research.run_dir.layout import LOCK_FILE
 from research.run_dir.layout import LEASE_FILE
@@ -50,11 +52,13 @@ from research.run_dir.layout import FITS_FILE
 from research.run_dir.layout import read_config
 from research.run_dir.layout import read_summary
 from research.run_dir.lock import DirectoryInUse
+from research.run_dir.lock import LEASE_TTL_S
 from research.run_dir.lock import RunLock
 from research.run_dir.lock import live_lease
 from research.run_dir.metrics import metric_records
 from research.run_dir.metrics import read_metrics
 from research.run_dir.metrics import truncate_metrics_after
+from research.run_dir.paths import AnyPath
 from research.run_dir.paths import absolute
 from research.run_dir.paths import as_path
 from research.run_dir.paths import files_under

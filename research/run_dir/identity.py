@@ -28,7 +28,8 @@ EXECUTION_FIELDS = (
     'model.attention_impl', 'model.remat',  # kernels and recomputation: equal within tolerance
     'train.loss_chunk_len', 'train.grad_accum_steps',  # fused loss, micro-batches: likewise
     'train.log_every', 'train.eval_every', 'train.checkpoint_every', 'train.keep_checkpoints',
-    'train.verify_checkpoints', 'train.run_lock',  # cadence and bookkeeping
+    'train.verify_checkpoints', 'train.run_lock', 'train.lease_ttl_s',  # cadence, bookkeeping
+    'train.wandb_project', 'train.wandb_entity', 'train.wandb_group', 'train.wandb_name',
     'data.data_dir',  # where downloads and caches live
 )
 

@@ -13,9 +13,11 @@ TOKENIZER_FILE = 'tokenizer.json'  # the tokenizer the run trained with
 CHECKPOINT_DIR = 'checkpoints'  # Orbax: train state, data-iterator state, loop bookkeeping
 TENSORBOARD_DIR = 'tensorboard'
 PROFILE_DIR = 'profile'  # a jax.profiler trace, when asked for
+WANDB_DIR = 'wandb'  # Weights & Biases' own files of the run (train.wandb_project)
 # Written by the sweep runner into each of its run directories.
 RUNNER_FILE = 'runner.json'  # attempts, exit code, git commit
-LOG_FILE = 'train.log'  # every attempt's output, appended
+LOG_FILE = 'train.log'  # every attempt's output, appended (process 0's, for a multi-host run)
+HOST_LOG_FILE = 'train.host{index}.log'  # the output of process `index` > 0 of a multi-host run
 RUN_CONFIG_FILE = 'run_config.py'  # a get_config() that loads config.json, for the train CLI
 LOCK_FILE = '.lock'  # held by the one process working in the run directory; names it
 LEASE_FILE = '.lease.json'  # the lock where the filesystem has none: holder and last renewal

@@ -1,8 +1,10 @@
 """One path type for run directories anywhere: a local disk or an object store (gs://, s3://).
 
-Every path of training, sweeps, fits and inference goes through `as_path`, an `etils.epath.Path`
-(the path type Orbax and TFDS use): local paths behave as pathlib's do, and a URI such as
-`gs://bucket/runs/tiny` is served by fsspec (gcsfs for gs://, s3fs for s3://). Object stores have
+Every path of training, sweeps, fits and inference goes through `as_path`: a URI such as
+`gs://bucket/runs/tiny` becomes an `etils.epath.Path` (the path type Orbax and TFDS use), served
+by fsspec (gcsfs for gs://, s3fs for s3://); a local path stays a `pathlib.Path`, so everything
+local behaves exactly as before (epath's local paths differ in `stat` and recursive globs). Both
+have the same pathlib interface, which is all the code uses. Object stores have
 no rename, no append and no locks; `atomic.py`, `lock.py` and the metrics writer say what they do
 instead, and `docs/launching.md` lists the guarantees that change.
 """
@@ -12,8 +14,11 @@ from __future__ import annotations
 import os
 import pathlib
 import shutil
+from typing import Union
 
 from etils import epath
+
+AnyPath = Union[pathlib.Path, epath.Path]
 
 REMOTE_PREFIXES = ('gs://', 's3://', 'az://')  # what fsspec serves; everything else is local
 
@@ -23,15 +28,17 @@ def is_local(path) -> bool:
   return not os.fspath(path).startswith(REMOTE_PREFIXES)
 
 
-def as_path(path) -> epath.Path:
-  """`path` (a str, pathlib or epath path) as an `epath.Path`."""
+def as_path(path) -> AnyPath:
+  """`path` (a str, pathlib or epath path): a `pathlib.Path` if local, else an `epath.Path`."""
+  if is_local(path):
+    return path if isinstance(path, pathlib.Path) else pathlib.Path(os.fspath(path))
   return path if isinstance(path, epath.Path) else epath.Path(os.fspath(path))
 
 
-def absolute(path) -> epath.Path:
+def absolute(path) -> AnyPath:
   """An absolute local path (relative to the working directory), or the URI unchanged."""
   path = as_path(path)
-  return epath.Path(os.path.abspath(os.fspath(path))) if is_local(path) else path
+  return path.absolute() if is_local(path) else path
 
 
 def remote_filesystem(path):
@@ -53,11 +60,11 @@ def move(source, target) -> None:
   fs.mv(path, remote_filesystem(target)[1], recursive=True)
 
 
-def files_under(directory) -> list[epath.Path]:
+def files_under(directory) -> list[AnyPath]:
   """Every file below `directory`, sorted (a listing per level; no recursive glob on a store)."""
   directory = as_path(directory)
   if is_local(directory):
-    return sorted(as_path(p) for p in pathlib.Path(directory).rglob('*') if p.is_file())
+    return sorted(p for p in directory.rglob('*') if p.is_file())
   protocol, out = os.fspath(directory).split('://')[0], []
   for root, _, names in directory.walk():  # fsspec names the roots without their protocol
     root = os.fspath(root)

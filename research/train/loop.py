@@ -27,6 +27,7 @@ from research.parallel.mesh import make_mesh
 from research.parallel.rules import as_rules
 from research.train import checkpoint as ckpt
 from research.train import metrics as metrics_lib
+from research.train import wandb_logger
 from research.train.guards import SpikeDetector
 from research.train.mfu import measure_peak_flops
 from research.train.program import build_program
@@ -110,7 +111,8 @@ def train(config: ml_collections.ConfigDict, workdir, batch_hook=None, log=print
   mesh = make_mesh(config.mesh)
   rules = as_rules(config.mesh.rules)
   # Process 0 holds the run directory for as long as it trains: a second process is refused.
-  lock = (run_dir.RunLock(workdir, config.train.run_lock) if jax.process_index() == 0
+  ttl_s = config.train.get('lease_ttl_s', run_dir.LEASE_TTL_S)  # older run configs lack it
+  lock = (run_dir.RunLock(workdir, config.train.run_lock, ttl_s) if jax.process_index() == 0
           else contextlib.nullcontext())
   with lock, jax.set_mesh(mesh), nn.logical_axis_rules(rules):
     if (done := _finished(workdir, log)) is not None:  # finished while we waited to start
@@ -176,7 +178,8 @@ def _train(config, workdir, mesh, rules, batch_hook, log, profile) -> dict:
   tokens_per_step = t.batch_size * seq_len
   flops_per_token = counting.flops_report(m, seq_len)
   counts = counting.predict_param_counts(m)
-  writer = metrics_lib.MetricsWriter(workdir)
+  writer = metrics_lib.MetricsWriter(
+      workdir, trackers=wandb_logger.trackers(config, workdir) if jax.process_index() == 0 else ())
   if changed:
     writer.write({'step': int(state.step), 'event': 'execution_changed', 'changes': changed})
   log(f'model: {counts.total:,} params ({counts.non_embedding:,} non-embedding); '
