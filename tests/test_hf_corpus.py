@@ -25,7 +25,7 @@ def texts(n, seed):
 
 @pytest.fixture(scope='module')
 def saved(tmp_path_factory):
-  """A DatasetDict with a train and a test split (text in 'body', an extra column), plus one blank."""
+  """A DatasetDict: a train and a test split (text in "body", and an id column), one blank."""
   root = tmp_path_factory.mktemp('hf')
   train, test = texts(60, 1) + ['   '], texts(10, 2)
   datasets.DatasetDict({
