@@ -18,7 +18,6 @@ if __name__ == '__main__':  # before the heavy imports: this may replace the pro
 
 import json
 import math
-import os
 import statistics
 import sys
 import time
@@ -116,7 +115,7 @@ def batch_throughput(config, params, batch: int) -> float:
 def validation_set(workdir):
   """The run's fixed validation batches (the same windows its training evaluated)."""
   config = run_config(workdir)
-  tokenizer_path = os.path.join(workdir, run_dir.TOKENIZER_FILE)
+  tokenizer_path = str(run_dir.as_path(workdir) / run_dir.TOKENIZER_FILE)
   config.data.tokenizer_path = tokenizer_path
   return build_data(config, tokenizer_path).eval_set
 

@@ -8,7 +8,6 @@ prints a table of the fitted laws, with which IsoFLOP budgets the sizes trained 
 which sizes would bracket the others.
 """
 
-import pathlib
 import sys
 import warnings
 
@@ -82,7 +81,7 @@ def main(argv):
   except ValueError as e:
     print(f'error: {e}', file=sys.stderr)
     sys.exit(2)
-  out = pathlib.Path(_OUT.value or pathlib.Path(_WORKDIR.value) / run_dir.FITS_DIR)
+  out = run_dir.as_path(_OUT.value or run_dir.as_path(_WORKDIR.value) / run_dir.FITS_DIR)
   out.mkdir(parents=True, exist_ok=True)
   plots = report_lib.write_plots(report, out)
   summary = report_lib.summary(report, budgets)

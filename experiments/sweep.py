@@ -5,7 +5,9 @@
 Each run trains in its own process and directory `DIR/<config hash>`; rerunning the same command
 skips finished runs and resumes interrupted ones. `DIR/results.csv` is rebuilt after every run.
 Flags: `--retry-failed`, `--max-concurrent=K`, `--executor=local|ray` (`--ray-address` or
-RAY_ADDRESS to join a cluster; otherwise a local Ray instance is started).
+RAY_ADDRESS to join a cluster; otherwise a local Ray instance is started), `--hosts-per-run=H`
+(each run H processes joined through jax.distributed). `--workdir` may be a bucket
+(gs://bucket/sweep).
 """
 
 import pathlib
@@ -32,6 +34,10 @@ _GPUS = flags.DEFINE_float('gpus_per_run', None, 'Ray: GPUs per run (default 1 o
                            'GPUs, else 0).')
 _RAY_ADDRESS = flags.DEFINE_string('ray_address', None, 'Ray cluster to join (default RAY_ADDRESS; '
                                    'none: start a local instance).')
+_HOSTS = flags.DEFINE_integer('hosts_per_run', 1, 'Processes per run, joined through '
+                              'jax.distributed (local: on this machine; ray: one task per host).')
+_TPUS = flags.DEFINE_float('tpus_per_host', None, "Ray: TPU chips each of a run's tasks holds "
+                           '(e.g. 4 on a v4 or v5p host).')
 _SHARED_TOKENIZER = flags.DEFINE_bool('shared_tokenizer', True, 'Fit each distinct BPE once '
                                       'for the whole sweep instead of once per run (same result).')
 flags.mark_flags_as_required(['sweep', 'workdir'])
@@ -65,7 +71,8 @@ def main(argv):
         sweep, _WORKDIR.value, sweep_name=pathlib.Path(_SWEEP.value).stem,
         executor=_EXECUTOR.value, max_concurrent=_MAX_CONCURRENT.value,
         retry_failed=_RETRY.value, cpus_per_run=_CPUS.value, gpus_per_run=_GPUS.value,
-        ray_address=_RAY_ADDRESS.value, shared_tokenizer=_SHARED_TOKENIZER.value)
+        ray_address=_RAY_ADDRESS.value, shared_tokenizer=_SHARED_TOKENIZER.value,
+        hosts_per_run=_HOSTS.value, tpus_per_host=_TPUS.value)
   except (ValueError, RuntimeError) as e:
     print(f'error: {e}', file=sys.stderr)
     sys.exit(2)

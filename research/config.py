@@ -21,12 +21,19 @@ from research.parallel.rules import DEFAULT_RULES
 def default_data_config() -> ml_collections.ConfigDict:
   """Where text comes from, how it is tokenised and packed."""
   c = ml_collections.ConfigDict()
-  c.corpus = 'default'  # default (npm Gutenberg + State of the Union) | text_dir | tfds
+  c.corpus = 'default'  # default (npm Gutenberg + State of the Union) | text_dir | tfds | hf
   c.text_dir = ''  # corpus=text_dir: a directory of .txt files, one document each
   c.tfds_name = ''  # corpus=tfds: a TFDS text dataset read with tfds.data_source, e.g. 'lm1b'
   c.tfds_text_key = 'text'
   c.tfds_train_split = 'train'  # corpus=tfds: the TFDS split (or slice, 'train[:10%]') to train on
   c.tfds_validation_split = 'validation'  # corpus=tfds: held-out split, e.g. 'test' for lm1b
+  c.hf_name = ''  # corpus=hf: a Hugging Face hub dataset name, or a directory from save_to_disk
+  c.hf_config = ''  # corpus=hf: the hub dataset's configuration name ('' = its default)
+  c.hf_split = 'train'  # corpus=hf: the split whose documents are trained on
+  c.hf_validation_split = ''  # corpus=hf: a held-out split; '' = validation_fraction of hf_split
+  c.hf_text_field = 'text'  # corpus=hf: the column holding each document's text
+  c.hf_streaming = False  # corpus=hf: stream the split instead of downloading it whole
+  c.hf_max_documents = 0  # corpus=hf: read at most this many documents per split (0 = all)
   c.data_dir = ''  # cache for downloads and built datasets; '' = $RESEARCH_DATA_DIR or ~/.cache
   c.validation_fraction = 0.05  # share of documents held out, chosen by a hash of the document
   c.tokenizer_path = ''  # '' = train a byte-level BPE of model.vocab_size; else a tokenizer.json
@@ -69,6 +76,11 @@ def default_train_config() -> ml_collections.ConfigDict:
   # Start from another run's checkpoint (params, optimizer state, data position), e.g. a cooldown
   # branch of a constant-LR run; used only while this run directory has no checkpoint yet.
   c.init_from = ml_collections.ConfigDict({'run_dir': '', 'run_id': '', 'step': 0})
+  c.lease_ttl_s = 60.0  # a lease not renewed for this long has expired (object stores, 'lease')
+  c.wandb_project = ''  # log to Weights & Biases in this project too ('' = no W&B)
+  c.wandb_entity = ''  # W&B team or user ('' = the default of the logged-in account)
+  c.wandb_group = ''  # W&B group ('' = the sweep's name, for a run of a sweep)
+  c.wandb_name = ''  # W&B run name ('' = the sweep's label, else the run directory's name)
   c.spike_threshold = 6.0  # std devs above the running mean that count as a loss spike
   c.spike_window = 50
   c.skip_batches_after_rollback = 20

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import dataclasses
-import os
 
 import grain
 import ml_collections
@@ -13,6 +12,7 @@ from tokenizers import Tokenizer
 from research.data import corpus
 from research.data import pipeline
 from research.data import tokenizer as tokenizer_lib
+from research.run_dir import as_path
 
 
 @dataclasses.dataclass
@@ -43,7 +43,7 @@ def resolve_tokenizer(data_config: ml_collections.ConfigDict, vocab_size: int,
   """
   if data_config.tokenizer_path:
     tokenizer = tokenizer_lib.load_tokenizer(data_config.tokenizer_path)
-  elif os.path.exists(workdir_tokenizer_path):
+  elif as_path(workdir_tokenizer_path).exists():
     tokenizer = tokenizer_lib.load_tokenizer(workdir_tokenizer_path)
   else:
     tokenizer = tokenizer_lib.train_tokenizer(train_texts, vocab_size,
@@ -52,7 +52,7 @@ def resolve_tokenizer(data_config: ml_collections.ConfigDict, vocab_size: int,
   if size > vocab_size:
     raise ValueError(f'The tokenizer has {size} tokens but model.vocab_size={vocab_size}; raise '
                      'model.vocab_size or use a smaller tokenizer (data.tokenizer_path).')
-  if not os.path.exists(workdir_tokenizer_path):
+  if not as_path(workdir_tokenizer_path).exists():
     tokenizer_lib.save_tokenizer(tokenizer, workdir_tokenizer_path)
   return tokenizer
 

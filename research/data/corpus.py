@@ -1,7 +1,8 @@
 """Text corpora as random-access sources of documents: `load_split(data_config, split)`.
 
 `data.corpus` picks the source: 'default' (public-domain books and speeches fetched with npm),
-'text_dir' (one document per `.txt` file) or 'tfds' (an already-built TFDS text dataset by name).
+'text_dir' (one document per `.txt` file), 'tfds' (an already-built TFDS text dataset by name) or
+'hf' (a Hugging Face dataset: `hf_corpus.py`).
 The first two are written once as a TFDS `array_record` dataset under the cache directory.
 `.txt` files are read as UTF-8; invalid bytes become U+FFFD, with a warning naming the file.
 """
@@ -16,10 +17,11 @@ import ml_collections
 import tensorflow_datasets as tfds
 
 from research.data import builder as builder_lib
+from research.data import hf_corpus
 from research.data import npm
 from research.data import sources
 
-CORPORA = ('default', 'text_dir', 'tfds')
+CORPORA = ('default', 'text_dir', 'tfds', 'hf')
 _READ_CHUNK = 1024  # documents per batched read when iterating a whole split
 
 
@@ -128,6 +130,8 @@ def load_split(data_config: ml_collections.ConfigDict, split: str) -> TextSource
     raise ValueError(f'data.corpus={data_config.corpus!r}: expected one of {CORPORA}.')
   if data_config.corpus == 'tfds':
     source = _load_tfds(data_config, split)
+  elif data_config.corpus == 'hf':
+    source = hf_corpus.load_split(data_config, split)
   else:
     corpus = prepare(data_config)
     records = corpus.as_data_source(split=split)

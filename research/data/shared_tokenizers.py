@@ -11,7 +11,6 @@ import collections
 import hashlib
 import json
 import pathlib
-import shutil
 from typing import Sequence
 
 import ml_collections
@@ -32,7 +31,7 @@ def tokenizer_key(config: ml_collections.ConfigDict) -> str:
 
 
 def prepare_data(runs: Sequence[tuple[str, ml_collections.ConfigDict, pathlib.Path]],
-                 shared_dir: pathlib.Path, share_tokenizer: bool = True, log=print) -> None:
+                 shared_dir, share_tokenizer: bool = True, log=print) -> None:
   """Builds each corpus of `runs` ((label, config, run_dir) triples) before they start and, with
   `share_tokenizer`, fits each distinct BPE once into `shared_dir` and copies it into the run
   directories.
@@ -43,12 +42,12 @@ def prepare_data(runs: Sequence[tuple[str, ml_collections.ConfigDict, pathlib.Pa
   """
   groups = collections.defaultdict(list)
   for label, config, run_dir in runs:
-    groups[tokenizer_key(config)].append((label, config, pathlib.Path(run_dir)))
+    groups[tokenizer_key(config)].append((label, config, run_dir_lib.as_path(run_dir)))
   for key, members in groups.items():
     label, config, _ = members[0]
     unfitted = [run_dir for _, c, run_dir in members if not c.data.tokenizer_path
                 and not (run_dir / run_dir_lib.TOKENIZER_FILE).exists()]
-    shared = pathlib.Path(shared_dir) / f'{key}.json'
+    shared = run_dir_lib.as_path(shared_dir) / f'{key}.json'
     try:
       source = corpus.load_split(config.data, 'train')
       corpus.load_split(config.data, 'validation')
@@ -64,5 +63,6 @@ def prepare_data(runs: Sequence[tuple[str, ml_collections.ConfigDict, pathlib.Pa
       log(f'warning: could not prepare the data of {label!r} and its group: {e}')
       continue
     for run_dir in unfitted:
+      text = shared.read_bytes()
       run_dir_lib.write_atomically(run_dir / run_dir_lib.TOKENIZER_FILE,
-                                   lambda tmp: shutil.copyfile(shared, tmp))
+                                   lambda tmp: pathlib.Path(tmp).write_bytes(text))

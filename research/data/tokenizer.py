@@ -18,6 +18,7 @@ from tokenizers import models
 from tokenizers import pre_tokenizers
 from tokenizers import trainers
 
+from research.run_dir import as_path
 from research.run_dir import write_atomically
 
 PAD, BOS, EOS = '<|pad|>', '<|bos|>', '<|eos|>'
@@ -68,18 +69,20 @@ def train_tokenizer(texts: Iterable[str], vocab_size: int, max_chars: int) -> To
   return tokenizer
 
 
-def save_tokenizer(tokenizer: Tokenizer, path: str) -> None:
-  """Writes a `tokenizer.json` atomically (a reader never sees a partial file)."""
-  os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+def save_tokenizer(tokenizer: Tokenizer, path) -> None:
+  """Writes a `tokenizer.json` atomically (a reader never sees a partial file); `path` may be a
+  URI (gs://bucket/run/tokenizer.json)."""
+  as_path(path).parent.mkdir(parents=True, exist_ok=True)
   write_atomically(path, tokenizer.save)
 
 
-def load_tokenizer(path: str) -> Tokenizer:
+def load_tokenizer(path) -> Tokenizer:
   """Reads a `tokenizer.json` written by this module or any Hugging Face `tokenizers` model."""
-  if not os.path.isfile(path):
+  path = os.fspath(path)
+  if not as_path(path).is_file():
     raise FileNotFoundError(f'Tokenizer file {path!r} does not exist (data.tokenizer_path).')
   try:
-    return Tokenizer.from_file(path)
+    return Tokenizer.from_str(as_path(path).read_text())
   except Exception as e:  # the Rust side raises plain Exceptions
     raise ValueError(f'{path!r} is not a valid tokenizer.json: {e}') from e
 

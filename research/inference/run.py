@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import os
-
 import jax
 import jax.numpy as jnp
 import ml_collections
@@ -20,7 +18,7 @@ def load_run(workdir, step: int | None = None):
   `step`). ValueError when `workdir` is not a run directory.
   """
   model_config = run_config(workdir)['model']
-  tokenizer = tokenizer_lib.load_tokenizer(os.path.join(workdir, run_dir.TOKENIZER_FILE))
+  tokenizer = tokenizer_lib.load_tokenizer(run_dir.as_path(workdir) / run_dir.TOKENIZER_FILE)
   step, state = load_state(workdir, step)
   return model_config, jax.tree.map(jnp.asarray, state['params']), tokenizer, step
 

@@ -6,6 +6,9 @@ last and atomically as the success marker, `summary.json`. A sweep directory hol
 directory per run, named by its identity hash, beside the sweep's results table. Training, sweeps,
 fits, inference and benchmarks all name these files through this package, so each is spelled once.
 
+A run directory may be a local path or a URI (gs://bucket/run): every path goes through
+`paths.as_path`, an `etils.epath.Path`.
+
 This package imports neither jax nor the model: the sweep runner and the fits read run directories
 without starting a device.
 """
@@ -29,8 +32,10 @@ from research.run_dir.layout import TOKENIZER_FILE
 from research.run_dir.layout import CHECKPOINT_DIR
 from research.run_dir.layout import TENSORBOARD_DIR
 from research.run_dir.layout import PROFILE_DIR
+from research.run_dir.layout import WANDB_DIR
 from research.run_dir.layout import RUNNER_FILE
 from research.run_dir.layout import LOG_FILE
+from research.run_dir.layout import HOST_LOG_FILE
 from research.run_dir.layout import RUN_CONFIG_FILE
 from research.run_dir.layout import LOCK_FILE
 from research.run_dir.layout import LEASE_FILE
@@ -40,13 +45,22 @@ from research.run_dir.layout import RESULTS_FILE
 from research.run_dir.layout import RESULTS_PARQUET_FILE
 from research.run_dir.layout import MANIFEST_FILE
 from research.run_dir.layout import SWEEP_LOCK_FILE
+from research.run_dir.layout import SWEEP_LEASE_FILE
 from research.run_dir.layout import SHARED_TOKENIZERS_DIR
 from research.run_dir.layout import FITS_DIR
 from research.run_dir.layout import FITS_FILE
 from research.run_dir.layout import read_config
 from research.run_dir.layout import read_summary
 from research.run_dir.lock import DirectoryInUse
+from research.run_dir.lock import LEASE_TTL_S
 from research.run_dir.lock import RunLock
+from research.run_dir.lock import live_lease
 from research.run_dir.metrics import metric_records
 from research.run_dir.metrics import read_metrics
 from research.run_dir.metrics import truncate_metrics_after
+from research.run_dir.paths import AnyPath
+from research.run_dir.paths import absolute
+from research.run_dir.paths import as_path
+from research.run_dir.paths import files_under
+from research.run_dir.paths import is_local
+from research.run_dir.paths import move

@@ -14,12 +14,12 @@ from __future__ import annotations
 import copy
 import hashlib
 import json
-import pathlib
 
 import ml_collections
 
 from research.run_dir.atomic import read_json, write_json_atomically
 from research.run_dir.layout import CONFIG_FILE
+from research.run_dir.paths import as_path
 
 # Dotted config paths (a whole section, or one field) that say how a run executes, not what it
 # computes.
@@ -29,6 +29,8 @@ EXECUTION_FIELDS = (
     'train.loss_chunk_len', 'train.grad_accum_steps',  # fused loss, micro-batches: likewise
     'train.log_every', 'train.eval_every', 'train.checkpoint_every', 'train.keep_checkpoints',
     'train.verify_checkpoints', 'train.run_lock', 'train.save_steps',  # cadence, bookkeeping
+    'train.lease_ttl_s', 'train.wandb_project', 'train.wandb_entity', 'train.wandb_group',
+    'train.wandb_name',
     'train.init_from.run_dir',  # where the parent lives; its run_id and step are the experiment
     'data.data_dir',  # where downloads and caches live
 )
@@ -127,7 +129,7 @@ def claim(workdir, config, defaults: dict | None = None) -> list[str]:
   dict) fill fields an older config.json lacks. Raises ValueError listing the experiment fields
   that differ.
   """
-  workdir = pathlib.Path(workdir)
+  workdir = as_path(workdir)
   workdir.mkdir(parents=True, exist_ok=True)
   path = workdir / CONFIG_FILE
   current = as_dict(config)

@@ -7,7 +7,7 @@ says who holds it. A training process started by the sweep runner inherits the r
 (`INHERITED_LOCK_ENV` names the descriptor) instead of taking a second one.
 
 Where locks are missing or only local to one machine (object stores, FUSE mounts of buckets), a
-lease: `.lease.json` names its holder and is renewed every `ttl_s / 3` by a heartbeat thread; a
+lease (always on a URI such as gs://bucket/run, where no file can be locked): `.lease.json` names its holder and is renewed every `ttl_s / 3` by a heartbeat thread; a
 lease not renewed for `ttl_s` has expired and may be taken over. It excludes a second process as
 long as the store reads back what was last written (GCS and S3 do) and the hosts' clocks agree to
 well within `ttl_s`; a killed holder keeps the directory until its lease expires; two processes
@@ -28,6 +28,7 @@ import uuid
 
 from research.run_dir.atomic import read_json, write_json_atomically
 from research.run_dir.layout import LEASE_FILE, LOCK_FILE
+from research.run_dir.paths import as_path, is_local
 
 INHERITED_LOCK_ENV = 'RESEARCH_RUN_LOCK_FD'  # fd of a run-directory lock a parent passed down
 LOCK_KINDS = ('auto', 'flock', 'lease')
@@ -87,15 +88,15 @@ def _inherited_fd(path: str) -> int | None:
 
 
 class _Flock:
-  def __init__(self, directory):
-    self.path = os.path.join(directory, LOCK_FILE)
+  def __init__(self, directory, lock_file: str = LOCK_FILE):
+    self.path = os.path.join(directory, lock_file)
     self.fd = None
 
   def acquire(self) -> None:
     if os.path.exists(self.path) and (fd := _inherited_fd(self.path)) is not None:
       self.fd = fd
     else:
-      self.fd = try_lock(os.path.dirname(self.path))
+      self.fd = try_lock(os.path.dirname(self.path), os.path.basename(self.path))
     if self.fd is None:
       try:
         holder = json.loads(open(self.path).read() or 'null')
@@ -112,28 +113,36 @@ class _Flock:
       self.fd = None
 
 
+def _live(lease: dict | None, ttl_s: float = LEASE_TTL_S) -> bool:
+  return bool(lease) and time.time() - lease.get('renewed', 0) < lease.get('ttl_s', ttl_s)
+
+
+def live_lease(directory, lease_file: str = LEASE_FILE) -> dict | None:
+  """The lease on `directory` if one is live (renewed within its ttl), else None."""
+  lease = read_json(as_path(directory) / lease_file)
+  return lease if _live(lease) else None
+
+
 class _Lease:
-  def __init__(self, directory, ttl_s: float):
-    self.path = os.path.join(directory, LEASE_FILE)
+  def __init__(self, directory, ttl_s: float, lease_file: str = LEASE_FILE):
+    self.directory = as_path(directory)
+    self.path = self.directory / lease_file
     self.ttl_s = ttl_s
     self.record = {**_holder(), 'owner': uuid.uuid4().hex, 'ttl_s': ttl_s}
     self._stop = threading.Event()
     self._thread = None
 
-  def _live(self, lease: dict | None) -> bool:
-    return bool(lease) and time.time() - lease.get('renewed', 0) < lease.get('ttl_s', self.ttl_s)
-
   def acquire(self) -> None:
     lease = read_json(self.path)
-    if self._live(lease) and lease.get('owner') != self.record['owner']:
-      raise DirectoryInUse(f'{os.path.dirname(self.path)} is leased by {_describe(lease)}, '
+    if _live(lease, self.ttl_s) and lease.get('owner') != self.record['owner']:
+      raise DirectoryInUse(f'{self.directory} is leased by {_describe(lease)}, '
                            f'renewed {time.time() - lease["renewed"]:.0f} s ago (expires after '
                            f'{lease["ttl_s"]:.0f} s without renewal)')
     self._write()
     time.sleep(min(0.5, self.ttl_s / 10))  # a concurrent writer's lease lands by now
     lease = read_json(self.path)
     if not lease or lease.get('owner') != self.record['owner']:
-      raise DirectoryInUse(f'{os.path.dirname(self.path)} was leased at the same moment by '
+      raise DirectoryInUse(f'{self.directory} was leased at the same moment by '
                            f'{_describe(lease)}')
     self._thread = threading.Thread(target=self._heartbeat, daemon=True)
     self._thread.start()
@@ -152,33 +161,40 @@ class _Lease:
       self._thread = None
     lease = read_json(self.path)
     if lease and lease.get('owner') == self.record['owner']:
-      os.remove(self.path)
+      self.path.unlink()
 
 
 class RunLock:
   """`with RunLock(run_dir):` holds the run directory for this process, or raises DirectoryInUse.
 
-  `kind`: 'flock', 'lease', or 'auto' (flock, and a lease where the filesystem has no locks).
+  `kind`: 'flock', 'lease', or 'auto' (flock, and a lease where the filesystem has no locks; on a
+  URI such as gs://bucket/run, always the lease). `lock_file` and `lease_file` name the files
+  (the sweep driver holds its sweep directory with others).
   """
 
-  def __init__(self, directory, kind: str = 'auto', ttl_s: float = LEASE_TTL_S):
+  def __init__(self, directory, kind: str = 'auto', ttl_s: float = LEASE_TTL_S,
+               lock_file: str = LOCK_FILE, lease_file: str = LEASE_FILE):
     if kind not in LOCK_KINDS:
       raise ValueError(f'train.run_lock={kind!r}: expected one of {LOCK_KINDS}')
+    if kind == 'flock' and not is_local(directory):
+      raise ValueError(f"train.run_lock='flock': {directory} is in an object store, where no "
+                       "file can be locked; use 'auto' or 'lease'")
     self.directory, self.kind, self.ttl_s = os.fspath(directory), kind, ttl_s
+    self.lock_file, self.lease_file = lock_file, lease_file
     self._held = None
 
   def __enter__(self):
-    os.makedirs(self.directory, exist_ok=True)
-    if self.kind == 'lease':
-      held = _Lease(self.directory, self.ttl_s)
+    as_path(self.directory).mkdir(parents=True, exist_ok=True)
+    if self.kind == 'lease' or not is_local(self.directory):
+      held = _Lease(self.directory, self.ttl_s, self.lease_file)
     else:
-      held = _Flock(self.directory)
+      held = _Flock(self.directory, self.lock_file)
     try:
       held.acquire()
     except OSError as e:
       if self.kind == 'flock' or e.errno not in (errno.ENOLCK, errno.EOPNOTSUPP, errno.ENOSYS):
         raise
-      held = _Lease(self.directory, self.ttl_s)
+      held = _Lease(self.directory, self.ttl_s, self.lease_file)
       held.acquire()
     self._held = held
     return self

@@ -4,18 +4,18 @@ from __future__ import annotations
 
 import json
 import math
-import pathlib
 from typing import Iterator
 
 import numpy as np
 
 from research.run_dir.atomic import write_text_atomically
 from research.run_dir.layout import METRICS_FILE
+from research.run_dir.paths import as_path
 
 
 def _lines(run_dir) -> Iterator[tuple[str, dict]]:
   """(line, record) for each complete line; a line cut short by a kill is skipped."""
-  for line in (pathlib.Path(run_dir) / METRICS_FILE).read_text().splitlines():
+  for line in (as_path(run_dir) / METRICS_FILE).read_text().splitlines():
     try:
       yield line, json.loads(line)
     except json.JSONDecodeError:
@@ -29,10 +29,10 @@ def metric_records(run_dir) -> list[dict]:
 
 def truncate_metrics_after(run_dir, step: int) -> None:
   """Drop lines past `step`: after a resume or rollback they describe discarded work."""
-  if not (pathlib.Path(run_dir) / METRICS_FILE).exists():
+  if not (as_path(run_dir) / METRICS_FILE).exists():
     return
   kept = [line for line, record in _lines(run_dir) if record.get('step', 0) <= step]
-  write_text_atomically(pathlib.Path(run_dir) / METRICS_FILE, ''.join(l + '\n' for l in kept))
+  write_text_atomically(as_path(run_dir) / METRICS_FILE, ''.join(l + '\n' for l in kept))
 
 
 def read_metrics(run_dir, key: str = 'loss') -> tuple[np.ndarray, np.ndarray]:

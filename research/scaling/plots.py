@@ -9,6 +9,7 @@ from __future__ import annotations
 import pathlib
 
 import numpy as np
+from etils import epath
 from matplotlib import colormaps
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
@@ -28,7 +29,13 @@ def _figure(ncols: int = 1, width: float = 6.0, height: float = 4.5):
 
 
 def _save(fig, path) -> pathlib.Path:
-  """Writes the PNG (making its directory) and returns its path."""
+  """Writes the PNG (making its directory) and returns its path; a URI (gs://bucket/fits/x.png)
+  is written as one object through `etils.epath`."""
+  if '://' in str(path):
+    path = epath.Path(str(path))
+    with path.open('wb') as f:
+      fig.savefig(f, dpi=110, format=path.suffix[1:])
+    return path
   path = pathlib.Path(path)
   path.parent.mkdir(parents=True, exist_ok=True)
   fig.savefig(path, dpi=110)

@@ -13,10 +13,10 @@ from __future__ import annotations
 
 import dataclasses
 import math
-import pathlib
 import warnings
 
 import numpy as np
+from etils import epath
 
 from research.scaling import chinchilla
 from research.scaling import data_constrained
@@ -305,7 +305,7 @@ def format_table(report: Report, budgets=None) -> str:
 def write_plots(report: Report, out_dir) -> dict:
   """Every figure the fits support, as {name: path} under `out_dir`."""
   from research.scaling import plots  # matplotlib only when figures are drawn
-  out = pathlib.Path(out_dir)
+  out = epath.Path(out_dir)  # a local path or a URI (gs://bucket/sweep/fits)
   fits, paths = report.fits, {}
   if 'approach2' in fits:
     paths['isoflop'] = plots.plot_isoflop(fits['approach2'], out / 'isoflop.png')

@@ -37,7 +37,7 @@ class Run:
   run_id: str
   label: str
   config: ml_collections.ConfigDict
-  run_dir: pathlib.Path
+  run_dir: run_dir_lib.AnyPath  # local, or a URI such as gs://bucket/sweep/<run_id>
 
 
 def load_sweep(path) -> list:
@@ -97,12 +97,12 @@ def resolve_runs(sweep, workdir, sweep_name: str = 'sweep') -> list[Run]:
                        'from their sweep labels; a sweep must not repeat a run')
     by_training[training] = label
     run_id = run_dir_lib.config_hash(config)
-    by_label[label] = Run(run_id, label, config, pathlib.Path(workdir) / run_id)
+    by_label[label] = Run(run_id, label, config, run_dir_lib.as_path(workdir) / run_id)
   runs = [by_label[label] for label, _ in sweep]
-  return _existing_directories(runs, pathlib.Path(workdir))
+  return _existing_directories(runs, run_dir_lib.as_path(workdir))
 
 
-def _existing_directories(runs: list[Run], workdir: pathlib.Path) -> list[Run]:
+def _existing_directories(runs: list[Run], workdir) -> list[Run]:
   """Each run whose directory is missing, pointed at a directory of `workdir` holding its
   experiment under another name, if there is one."""
   missing = [r for r in runs if not r.run_dir.is_dir()]

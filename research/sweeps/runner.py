@@ -7,6 +7,8 @@ configs) comes from `plan`, the processes from `executors`, the table from `tabl
 
 Each training process holds a lock on its run directory for as long as it lives, so a sweep
 restarted after its driver was killed waits for any run still going instead of starting it twice.
+The sweep directory may be a URI (gs://bucket/sweep): the driver then holds a lease on it
+instead of a flock, and each run's process 0 a lease on its run directory.
 """
 
 from __future__ import annotations
@@ -14,7 +16,6 @@ from __future__ import annotations
 import collections
 import contextlib
 import os
-import pathlib
 import subprocess
 import time
 from typing import Sequence
@@ -24,7 +25,7 @@ import ml_collections
 from research import run_dir as run_dir_lib
 from research.sweeps import table
 from research.sweeps.executors import EXECUTORS, ROOT, LocalExecutor, RayExecutor, now
-from research.run_dir.lock import try_lock
+from research.run_dir.lock import RunLock, try_lock
 from research.sweeps.plan import Run, resolve_runs, write_run_files
 
 
@@ -41,23 +42,23 @@ def git_commit() -> str:
   return commit + ('-dirty' if dirty else '')
 
 
-def parent_dir(config: ml_collections.ConfigDict) -> pathlib.Path | None:
+def parent_dir(config: ml_collections.ConfigDict):
   """The run directory a branch starts from (`train.init_from.run_dir`), or None."""
   init = config.get('train', {}).get('init_from')
-  return pathlib.Path(init.run_dir) if init is not None and init.get('run_dir') else None
+  return run_dir_lib.as_path(init.run_dir) if init is not None and init.get('run_dir') else None
 
 
-def move_aside(run_dir: pathlib.Path) -> pathlib.Path:
+def move_aside(run_dir):
   """Renames a run directory to `<run_id>.failed-<n>` (never deletes it); returns the new path."""
-  n = 1
+  run_dir, n = run_dir_lib.as_path(run_dir), 1
   while run_dir.with_name(f'{run_dir.name}.failed-{n}').exists():
     n += 1
   target = run_dir.with_name(f'{run_dir.name}.failed-{n}')
-  run_dir.rename(target)
+  run_dir_lib.move(run_dir, target)
   return target
 
 
-def _update_runner_file(run_dir: pathlib.Path, **fields) -> dict:
+def _update_runner_file(run_dir, **fields) -> dict:
   path = run_dir / run_dir_lib.RUNNER_FILE
   record = {**(run_dir_lib.read_json(path) or {}), **fields}
   run_dir_lib.write_json_atomically(path, record)
@@ -67,8 +68,12 @@ def _update_runner_file(run_dir: pathlib.Path, **fields) -> dict:
 # ---- the sweep -------------------------------------------------------------------------------
 
 @contextlib.contextmanager
-def _sweep_lock(workdir: pathlib.Path):
-  """One driver per sweep directory."""
+def _sweep_lock(workdir):
+  """One driver per sweep directory (a lease in an object store)."""
+  if not run_dir_lib.is_local(workdir):
+    with RunLock(workdir, 'lease', lease_file=run_dir_lib.SWEEP_LEASE_FILE):
+      yield
+    return
   fd = try_lock(workdir, run_dir_lib.SWEEP_LOCK_FILE)
   if fd is None:
     raise RuntimeError(f'{workdir}: another experiments.sweep is running in this directory')
@@ -100,13 +105,19 @@ def run_sweep(sweep: Sequence[tuple[str, ml_collections.ConfigDict]], workdir, *
               sweep_name: str = 'sweep', executor: str = 'local', max_concurrent: int = 1,
               retry_failed: bool = False, cpus_per_run: int | None = None,
               gpus_per_run: float | None = None, ray_address: str | None = None,
-              shared_tokenizer: bool = True, log=print) -> list[dict]:
-  """Runs every run of `sweep` not finished yet in `workdir`; returns the sweep's table rows."""
+              shared_tokenizer: bool = True, hosts_per_run: int = 1,
+              tpus_per_host: float | None = None, log=print) -> list[dict]:
+  """Runs every run of `sweep` not finished yet in `workdir`; returns the sweep's table rows.
+
+  `hosts_per_run` > 1 makes each run that many processes joined through `jax.distributed`.
+  """
   if executor not in EXECUTORS:
     raise ValueError(f'executor={executor!r}: expected one of {EXECUTORS}')
   if max_concurrent < 1:
     raise ValueError(f'max_concurrent={max_concurrent}: must be at least 1')
-  workdir = pathlib.Path(workdir).absolute()
+  if hosts_per_run < 1:
+    raise ValueError(f'hosts_per_run={hosts_per_run}: must be at least 1')
+  workdir = run_dir_lib.absolute(workdir)
   workdir.mkdir(parents=True, exist_ok=True)
   runs = resolve_runs(sweep, workdir, sweep_name)
   with _sweep_lock(workdir):
@@ -126,8 +137,9 @@ def run_sweep(sweep: Sequence[tuple[str, ml_collections.ConfigDict]], workdir, *
       from research.data.shared_tokenizers import prepare_data  # heavy: only when there is work
       prepare_data([(r.label, r.config, r.run_dir) for r in todo],
                    workdir / run_dir_lib.SHARED_TOKENIZERS_DIR, shared_tokenizer, log)
-      _execute(todo, workdir, executor, max_concurrent, cpus_per_run, gpus_per_run, ray_address,
-               log)
+      pool = _executor(executor, max_concurrent, cpus_per_run, gpus_per_run, ray_address,
+                       hosts_per_run, tpus_per_host, log)
+      _execute(todo, workdir, executor, pool, max_concurrent, log)
     rows = table.write_table(workdir)
   counts = collections.Counter(r['status'] for r in rows if r['run_id'] in ours)
   log('sweep: ' + ', '.join(f'{counts[s]} {s}' for s in table.STATUSES if counts[s]) +
@@ -135,13 +147,16 @@ def run_sweep(sweep: Sequence[tuple[str, ml_collections.ConfigDict]], workdir, *
   return [r for r in rows if r['run_id'] in ours]
 
 
-def _execute(todo, workdir, executor, max_concurrent, cpus_per_run, gpus_per_run, ray_address,
-             log) -> None:
-  """Starts runs up to the concurrency cap, records each as it ends, rebuilds the table."""
+def _executor(executor, max_concurrent, cpus_per_run, gpus_per_run, ray_address, hosts_per_run,
+              tpus_per_host, log):
   if executor == 'ray':
-    pool = RayExecutor(max_concurrent, cpus_per_run, gpus_per_run, ray_address, log)
-  else:
-    pool = LocalExecutor(max_concurrent, cpus_per_run)
+    return RayExecutor(max_concurrent, cpus_per_run, gpus_per_run, ray_address, log,
+                       hosts_per_run=hosts_per_run, tpus_per_host=tpus_per_host)
+  return LocalExecutor(max_concurrent, cpus_per_run, hosts_per_run)
+
+
+def _execute(todo, workdir, executor: str, pool, max_concurrent, log) -> None:
+  """Starts runs up to the concurrency cap, records each as it ends, rebuilds the table."""
   commit = git_commit()
   started = {}
 
@@ -149,7 +164,7 @@ def _execute(todo, workdir, executor, max_concurrent, cpus_per_run, gpus_per_run
     record = run_dir_lib.read_json(run.run_dir / run_dir_lib.RUNNER_FILE) or {}
     _update_runner_file(run.run_dir, status='running', attempts=record.get('attempts', 0) + 1,
                         git_commit=commit, started=now(), ended=None, returncode=None,
-                        executor=executor)
+                        executor=executor, hosts=pool.hosts)
     started[run.run_id] = time.monotonic()
     active.add(run.run_dir)
     log(f'start {run.label} ({run.run_id})')

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import pathlib
 
 import numpy as np
 
@@ -67,7 +66,7 @@ def _run_id(*values) -> str:
 
 def write_sweep(workdir, *, budgets=(1e16, 3e16, 1e17, 3e17, 1e18), sizes_per_budget: int = 7,
                 width: float = 0.6, noise: float = 0.01, curve_points: int = 40,
-                seed: int = 0, law: dict = PUBLISHED, sizes=None) -> pathlib.Path:
+                seed: int = 0, law: dict = PUBLISHED, sizes=None) -> run_dir_lib.AnyPath:
   """Writes `workdir/results.csv` and one run directory per run; returns the table's path.
   `sizes` trains that fixed grid of sizes at every budget (see `isoflop_design`).
 
@@ -75,7 +74,7 @@ def write_sweep(workdir, *, budgets=(1e16, 3e16, 1e17, 3e17, 1e18), sizes_per_bu
   loaders must skip).
   """
   rng = np.random.default_rng(seed)
-  workdir = pathlib.Path(workdir)
+  workdir = run_dir_lib.as_path(workdir)  # a local path or a URI (gs://bucket/sweep)
   workdir.mkdir(parents=True, exist_ok=True)
   N, D, C = isoflop_design(budgets, sizes_per_budget, width, law, sizes)
   rows = []

@@ -17,9 +17,9 @@ rows as numpy columns for the fits, and `load_curves` each run's training curve.
 from __future__ import annotations
 
 import csv
+import io
 import json
 import math
-import pathlib
 import re
 import types
 import warnings
@@ -43,13 +43,13 @@ _RUN_ID = re.compile(r'^[0-9a-f]{12}$')
 
 # ---- the run directories -----------------------------------------------------------------------
 
-def run_dirs(workdir) -> list[pathlib.Path]:
+def run_dirs(workdir) -> list[run_dir_lib.AnyPath]:
   """The run directories in `workdir` (named by a config hash; moved-aside ones excluded)."""
-  workdir = pathlib.Path(workdir)
+  workdir = run_dir_lib.as_path(workdir)
   if not workdir.is_dir():
     return []
-  return sorted(p for p in workdir.iterdir() if p.is_dir() and _RUN_ID.match(p.name)
-                and (p / run_dir_lib.CONFIG_FILE).exists())
+  return sorted((p for p in workdir.iterdir() if _RUN_ID.match(p.name) and p.is_dir()
+                 and (p / run_dir_lib.CONFIG_FILE).exists()), key=str)
 
 
 def run_status(run_dir) -> str:
@@ -58,7 +58,7 @@ def run_status(run_dir) -> str:
   summary = run_dir_lib.read_summary(run_dir)
   if summary is not None:
     return summary.get('status', 'failed')
-  runner = run_dir_lib.read_json(pathlib.Path(run_dir) / run_dir_lib.RUNNER_FILE) or {}
+  runner = run_dir_lib.read_json(run_dir_lib.as_path(run_dir) / run_dir_lib.RUNNER_FILE) or {}
   return 'failed' if runner.get('status') == 'failed' else 'pending'
 
 
@@ -85,7 +85,7 @@ def _counts(model: dict, active: bool = False) -> counting.ParamCounts | None:
 
 def run_row(run_dir) -> dict:
   """One row: the required columns, extras, and every config field flattened ('model.d_model')."""
-  run_dir = pathlib.Path(run_dir)
+  run_dir = run_dir_lib.as_path(run_dir)
   config = run_dir_lib.read_config(run_dir) or {}
   summary = run_dir_lib.read_summary(run_dir) or {}
   runner = run_dir_lib.read_json(run_dir / run_dir_lib.RUNNER_FILE) or {}
@@ -124,7 +124,7 @@ def run_row(run_dir) -> dict:
       'final_eval_loss': summary.get('final_eval_loss'),
       'wall_time_s': summary.get('wall_time_s'),
       'git_commit': runner.get('git_commit', ''),
-      'run_dir': str(run_dir.absolute()),
+      'run_dir': str(run_dir_lib.absolute(run_dir)),
       'label': sweep.get('label', ''),
       'kind': sweep.get('kind', ''),
       'attempts': runner.get('attempts', 0),
@@ -214,7 +214,7 @@ def write_parquet(rows: list[dict], path) -> bool:
 
 def write_table(workdir) -> list[dict]:
   """Rebuilds `DIR/results.csv` (and `results.parquet` with pyarrow) from the run directories."""
-  workdir = pathlib.Path(workdir)
+  workdir = run_dir_lib.as_path(workdir)
   rows = collect(workdir)
   write_csv(rows, workdir / run_dir_lib.RESULTS_FILE)
   write_parquet(rows, workdir / run_dir_lib.RESULTS_PARQUET_FILE)
@@ -223,9 +223,9 @@ def write_table(workdir) -> list[dict]:
 
 # ---- reading ------------------------------------------------------------------------------------
 
-def results_path(path_or_workdir) -> pathlib.Path:
+def results_path(path_or_workdir) -> run_dir_lib.AnyPath:
   """`path` itself if it is a file, else `path/results.csv`; a ValueError if it is missing."""
-  path = pathlib.Path(path_or_workdir)
+  path = run_dir_lib.as_path(path_or_workdir)
   if path.is_dir():
     path = path / run_dir_lib.RESULTS_FILE
   if not path.is_file():
@@ -248,9 +248,9 @@ def _parse(name: str, value: str):
   return value
 
 
-def _read(path: pathlib.Path) -> tuple[list[str], list[dict]]:
+def _read(path: run_dir_lib.AnyPath) -> tuple[list[str], list[dict]]:
   """(column names, parsed rows) of the table at `path`."""
-  with open(path, newline='') as f:
+  with io.StringIO(path.read_bytes().decode('utf-8'), newline='') as f:
     reader = csv.DictReader(f)
     names = list(reader.fieldnames or [])
     missing = [c for c in REQUIRED if c not in names]
@@ -272,9 +272,9 @@ def _column(name: str, values: list) -> np.ndarray:
   return np.array(['' if v is None else str(v) for v in values], dtype=object)
 
 
-def _resolve_run_dir(value: str, base: pathlib.Path, run_id: str) -> str:
+def _resolve_run_dir(value: str, base: run_dir_lib.AnyPath, run_id: str) -> str:
   """The run directory as written, else relative to the table, else `<table dir>/<run_id>`."""
-  candidates = ([pathlib.Path(value), base / value] if value else []) + [base / run_id]
+  candidates = ([run_dir_lib.as_path(value), base / value] if value else []) + [base / run_id]
   for candidate in candidates:
     if candidate.is_dir():
       return str(candidate)

@@ -10,8 +10,6 @@ the branch's directory has no checkpoint of its own, so a branch resumes like an
 
 from __future__ import annotations
 
-import pathlib
-
 import ml_collections
 
 from research import run_dir as run_dir_lib
@@ -36,11 +34,11 @@ def _experiment(config: dict) -> dict:
   return out
 
 
-def check_parent(config: ml_collections.ConfigDict) -> pathlib.Path:
+def check_parent(config: ml_collections.ConfigDict):
   """The parent's run directory, or a ValueError naming train.init_from if it is missing, holds
   another run or another experiment, or never trains to the branch's step."""
   init = config.train.init_from
-  parent = pathlib.Path(init.run_dir)
+  parent = run_dir_lib.as_path(init.run_dir)
   parent_config = run_dir_lib.read_config(parent)
   if parent_config is None:
     _fail(init, 'no run directory there (no config.json); train the parent first')

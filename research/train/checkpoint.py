@@ -6,14 +6,16 @@ committed, the sha256 of each of its files is recorded (`checkpoint_checksums/<s
 `restore_newest_good` checks them before restoring, and a checkpoint that fails the check, cannot
 be read or holds non-finite parameters is moved aside to `rejected_checkpoints/` (never deleted)
 and the next older one is tried.
+
+The run directory may be a URI (gs://bucket/run): Orbax then commits a checkpoint by writing
+`commit_success.txt` into it last instead of renaming it, and moving a bad one aside copies its
+objects (see `run_dir.move`).
 """
 
 from __future__ import annotations
 
 import concurrent.futures
 import hashlib
-import pathlib
-import shutil
 
 import grain
 import jax
@@ -28,20 +30,20 @@ class NoGoodCheckpoint(Exception):
   """Every checkpoint of the run was rejected (or there is none)."""
 
 
-def _step_dir(workdir, step: int) -> pathlib.Path:
-  return pathlib.Path(workdir).absolute() / run_dir_lib.CHECKPOINT_DIR / str(step)
+def _step_dir(workdir, step: int):
+  return run_dir_lib.absolute(workdir) / run_dir_lib.CHECKPOINT_DIR / str(step)
 
 
-def _checksum_path(workdir, step: int) -> pathlib.Path:
-  return pathlib.Path(workdir).absolute() / run_dir_lib.CHECKSUMS_DIR / f'{step}.json'
+def _checksum_path(workdir, step: int):
+  return run_dir_lib.absolute(workdir) / run_dir_lib.CHECKSUMS_DIR / f'{step}.json'
 
 
-def file_checksums(directory: pathlib.Path) -> dict[str, str]:
+def file_checksums(directory) -> dict[str, str]:
   """{path relative to `directory`: sha256} of every file under it."""
-  out = {}
-  for path in sorted(p for p in directory.rglob('*') if p.is_file()):
+  directory, out = run_dir_lib.as_path(directory), {}
+  for path in run_dir_lib.files_under(directory):
     digest = hashlib.sha256()
-    with open(path, 'rb') as f:
+    with path.open('rb') as f:
       for block in iter(lambda: f.read(1 << 20), b''):
         digest.update(block)
     out[str(path.relative_to(directory))] = digest.hexdigest()
@@ -72,18 +74,18 @@ def verify(workdir, step: int) -> str | None:
   return f'unexpected file {extra[0]}' if extra else None
 
 
-def move_aside(workdir, step: int, reason: str) -> pathlib.Path:
+def move_aside(workdir, step: int, reason: str):
   """Moves checkpoint `step` (and its checksums) to rejected_checkpoints/<step>[-n]/, with the
   reason in `reason.txt`; returns where it went."""
-  rejected = pathlib.Path(workdir).absolute() / run_dir_lib.REJECTED_DIR
+  rejected = run_dir_lib.absolute(workdir) / run_dir_lib.REJECTED_DIR
   rejected.mkdir(parents=True, exist_ok=True)
   target, n = rejected / str(step), 1
   while target.exists():
     target, n = rejected / f'{step}-{n}', n + 1
-  shutil.move(str(_step_dir(workdir, step)), str(target))
+  run_dir_lib.move(_step_dir(workdir, step), target)
   checksums = _checksum_path(workdir, step)
   if checksums.exists():
-    shutil.move(str(checksums), str(target / 'checksums.json'))
+    run_dir_lib.move(checksums, target / 'checksums.json')
   (target / 'reason.txt').write_text(reason + '\n')
   return target
 
@@ -91,11 +93,12 @@ def move_aside(workdir, step: int, reason: str) -> pathlib.Path:
 def record_new_checksums(workdir) -> None:
   """Checksums for every committed checkpoint that has none yet; drops those of deleted ones.
 
-  Committed checkpoints are the directories named by their step: Orbax writes into a temporary
-  name and renames it on commit.
+  Committed checkpoints are the ones Orbax calls finalized: on a local disk the directories named
+  by their step (Orbax writes into a temporary name and renames it on commit), on GCS those
+  holding `commit_success.txt`.
   """
-  root = pathlib.Path(workdir).absolute()
-  steps = {int(p.name) for p in (root / run_dir_lib.CHECKPOINT_DIR).glob('*') if p.name.isdigit()}
+  root = run_dir_lib.absolute(workdir)
+  steps = set(ocp.path.step.checkpoint_steps(root / run_dir_lib.CHECKPOINT_DIR))
   for step in sorted(steps):
     if not _checksum_path(workdir, step).exists():
       record_checksums(workdir, step)
@@ -117,7 +120,7 @@ def make_manager(workdir, keep: int | None, preserve=(), create: bool = True
                                          enable_async_checkpointing=True, **policy)
   handlers = {'state': ocp.StandardCheckpointHandler(),
               'data': grain.checkpoint.CheckpointHandler(), 'meta': ocp.JsonCheckpointHandler()}
-  return ocp.CheckpointManager(pathlib.Path(workdir).absolute() / run_dir_lib.CHECKPOINT_DIR,
+  return ocp.CheckpointManager(run_dir_lib.absolute(workdir) / run_dir_lib.CHECKPOINT_DIR,
                                options=options, item_handlers=handlers)
 
 

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import pathlib
 import signal
 import sys
 import time
@@ -29,6 +28,7 @@ from research.parallel.rules import as_rules
 from research.train import branch
 from research.train import checkpoint as ckpt
 from research.train import metrics as metrics_lib
+from research.train import wandb_logger
 from research.train.guards import SpikeDetector
 from research.train.mfu import measure_peak_flops
 from research.train.program import build_program
@@ -105,14 +105,15 @@ def train(config: ml_collections.ConfigDict, workdir, batch_hook=None, log=print
   warm-up, into `workdir/profile`. A finished run returns its summary without training.
   """
   validate_config(config)
-  workdir = pathlib.Path(workdir)
+  workdir = run_dir.as_path(workdir)
   log = log if jax.process_index() == 0 else lambda *_: None
   if (done := _finished(workdir, log)) is not None:
     return done
   mesh = make_mesh(config.mesh)
   rules = as_rules(config.mesh.rules)
   # Process 0 holds the run directory for as long as it trains: a second process is refused.
-  lock = (run_dir.RunLock(workdir, config.train.run_lock) if jax.process_index() == 0
+  ttl_s = config.train.get('lease_ttl_s', run_dir.LEASE_TTL_S)  # older run configs lack it
+  lock = (run_dir.RunLock(workdir, config.train.run_lock, ttl_s) if jax.process_index() == 0
           else contextlib.nullcontext())
   with lock, jax.set_mesh(mesh), nn.logical_axis_rules(rules):
     if (done := _finished(workdir, log)) is not None:  # finished while we waited to start
@@ -185,7 +186,8 @@ def _train(config, workdir, mesh, rules, batch_hook, log, profile) -> dict:
   flops_per_token = counting.flops_report(m, seq_len)
   counts = counting.predict_param_counts(m)
   active = counting.predict_param_counts(m, active=True)  # differs from counts for MoE only
-  writer = metrics_lib.MetricsWriter(workdir)
+  writer = metrics_lib.MetricsWriter(
+      workdir, trackers=wandb_logger.trackers(config, workdir) if jax.process_index() == 0 else ())
   if changed:
     writer.write({'step': int(state.step), 'event': 'execution_changed', 'changes': changed})
   log(f'model: {counts.total:,} params ({counts.non_embedding:,} non-embedding'
@@ -197,6 +199,7 @@ def _train(config, workdir, mesh, rules, batch_hook, log, profile) -> dict:
 
   def save(step):
     loop.spike_history = list(guard.history)
+    writer.flush()  # an object store's metrics.jsonl then holds every line up to `step`
     ckpt.save(manager, step, state, data.train_iter, dataclasses.asdict(loop))
     checksums.saved()
 
@@ -226,7 +229,7 @@ def _train(config, workdir, mesh, rules, batch_hook, log, profile) -> dict:
     for _ in range(skip):
       next(data.train_iter)
     loop.batches_skipped += skip
-    metrics_lib.truncate_after(workdir, good)
+    writer.truncate_after(good)
     writer.write({'step': good, 'event': 'rollback', 'reason': why, 'bad_step': bad_step,
                   'batches_skipped': skip})
     log(f'rollback: {why} at step {bad_step}; restored step {good}, skipped {skip} batches')

@@ -10,6 +10,7 @@ import ml_collections
 
 from research.data.corpus import CORPORA
 from research.run_dir.lock import LOCK_KINDS
+from research.run_dir.paths import is_local
 from research.model.config import validate_model_config
 from research.parallel.mesh import MESH_AXES, resolve_shape
 from research.parallel.rules import as_rules
@@ -107,6 +108,8 @@ def validate_config(config: ml_collections.ConfigDict, num_devices: int | None =
     _fail('data.unique_tokens', d.unique_tokens,
           f'the run trains {trained:,} tokens, less than one epoch of its unique tokens; raise '
           'train.num_steps or lower data.unique_tokens (or 0 for no limit)')
+  if not t.lease_ttl_s > 0:
+    _fail('train.lease_ttl_s', t.lease_ttl_s, 'must be positive')
   if not 0 < d.validation_fraction < 1:
     _fail('data.validation_fraction', d.validation_fraction, 'must be in (0, 1)')
   if d.corpus not in CORPORA:
@@ -115,6 +118,13 @@ def validate_config(config: ml_collections.ConfigDict, num_devices: int | None =
     _fail('data.text_dir', d.text_dir, "required when data.corpus='text_dir'")
   if d.corpus == 'tfds' and not d.tfds_name:
     _fail('data.tfds_name', d.tfds_name, "required when data.corpus='tfds'")
+  if d.corpus == 'hf' and not d.hf_name:
+    _fail('data.hf_name', d.hf_name, "required when data.corpus='hf'")
+  if d.hf_max_documents < 0:
+    _fail('data.hf_max_documents', d.hf_max_documents, 'must be >= 0 (0 reads every document)')
+  if d.data_dir and not is_local(d.data_dir):
+    _fail('data.data_dir', d.data_dir, 'must be a local directory (the token streams are '
+          'memory-mapped); run directories may be in a bucket, the data cache may not')
 
 
 def _mesh_axes(rules, logical: str) -> tuple:
