@@ -14,6 +14,7 @@ TOKENIZER_FILE = 'tokenizer.json'  # the tokenizer the run trained with
 CHECKPOINT_DIR = 'checkpoints'  # Orbax: train state, data-iterator state, loop bookkeeping
 TENSORBOARD_DIR = 'tensorboard'
 PROFILE_DIR = 'profile'  # a jax.profiler trace, when asked for
+EVALS_DIR = 'evals'  # experiments.evaluate: one JSON per evaluation of a checkpoint
 # Written by the sweep runner into each of its run directories.
 RUNNER_FILE = 'runner.json'  # attempts, exit code, git commit
 LOG_FILE = 'train.log'  # every attempt's output, appended
