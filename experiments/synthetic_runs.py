@@ -1,8 +1,7 @@
 """Helpers for the measurement scripts: train a small model on generated text through the real
 training loop (a `text_dir` corpus and a fixed tokenizer), and write their results.
 
-Not an entry point: `experiments.induction_heads`, `experiments.lost_in_the_middle`,
-`experiments.character_tasks` and `experiments.emergence` use it.
+Not an entry point: `experiments.induction_heads` and `experiments.lost_in_the_middle` use it.
 """
 
 from __future__ import annotations
