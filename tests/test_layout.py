@@ -17,11 +17,13 @@ LAYERS = (
     ('config',),  # the full run config, from the model's, the mesh's and the data's defaults
     ('train',),
     ('inference',),
+    ('evals', 'interp'),  # evaluations and probes of a run; looking inside it
     ('sweeps',),
 )
 FORBIDDEN = {  # (importer, imported): arrows the layering alone would allow but the design forbids
     ('data', 'model'), ('parallel', 'train'), ('scaling', 'train'), ('scaling', 'sweeps'),
     ('scaling', 'data'), ('scaling', 'model'), ('hf', 'train'),
+    ('interp', 'train'), ('interp', 'sweeps'),  # interp reads a run through inference.run only
 }
 
 

@@ -1,11 +1,16 @@
-"""notebooks/scaling_laws.ipynb runs top to bottom on a synthetic sweep and shows its figures."""
+"""The notebooks run top to bottom and show their figures: scaling_laws.ipynb on a synthetic
+sweep, interpretability.ipynb and evaluation.ipynb on a small trained run."""
 
+import importlib.util
 import pathlib
 
 import nbformat
+import pytest
 from nbclient import NotebookClient
 
+from research import run_dir
 from research.sweeps import synthetic
+from tests import eval_helpers
 
 ROOT = pathlib.Path(__file__).parents[1]
 NOTEBOOK = ROOT / 'notebooks' / 'scaling_laws.ipynb'
@@ -31,3 +36,48 @@ def test_notebook_fits_and_shows_every_law(tmp_path, monkeypatch):
   assert len(images) == 9
   assert 'approach3: a = 0.4' in text
   assert (tmp_path / 'sweep' / 'fits' / 'frontier.png').exists()
+
+
+def _execute(notebook_name, env, monkeypatch):
+  """Runs a notebook with `env` set -> (printed text, number of images shown); no cell errors."""
+  for key, value in env.items():
+    monkeypatch.setenv(key, str(value))
+  monkeypatch.setenv('PYTHONPATH', str(ROOT))
+  notebook = nbformat.read(ROOT / 'notebooks' / notebook_name, as_version=4)
+  NotebookClient(notebook, timeout=300, kernel_name='python3',
+                 resources={'metadata': {'path': str(ROOT)}}).execute()
+  outputs = [o for cell in notebook.cells if cell.cell_type == 'code' for o in cell.outputs]
+  assert 'error' not in {o.output_type for o in outputs}
+  images = sum('image/png' in o.get('data', {}) for o in outputs)
+  return ''.join(o.get('text', '') for o in outputs), images
+
+
+def test_interpretability_notebook_on_a_trained_run(tmp_path, tmp_path_factory, monkeypatch):
+  run = eval_helpers.trained_run(tmp_path_factory)
+  text, images = _execute('interpretability.ipynb',
+                          {'INTERP_RUN': run, 'INTERP_FIGURES': tmp_path}, monkeypatch)
+  assert f'run: {run} step 30: 2 layers x 2 heads, d_model 32' in text
+  assert 'attention patterns (2, 1, 2, ' in text and 'best induction head: L' in text
+  assert text.count('top next token') == 3
+  own = float(text.split('moves the metric by at most ')[1].split()[0])
+  assert own < 1e-5
+  line = text.split('direct logit attribution: parts sum to ')[1].split('\n')[0]
+  parts, logit = map(float, line.split(', the logit difference is '))
+  assert parts == pytest.approx(logit, abs=1e-3)
+  assert images == 5 and (tmp_path / 'patch_heads.png').exists()
+
+
+def test_evaluation_notebook_on_a_trained_run(tmp_path, tmp_path_factory, monkeypatch):
+  run = eval_helpers.trained_run(tmp_path_factory)
+  env = {'EVAL_RUN': run, 'EVAL_FIGURES': tmp_path, 'EVAL_STDLIB_FILES': 2}
+  if importlib.util.find_spec('lm_eval'):
+    env.update(EVAL_TASKS=eval_helpers.write_tasks(tmp_path / 'tasks'), HF_DATASETS_OFFLINE=1,
+               HF_DATASETS_CACHE=tmp_path / 'hf')
+  text, images = _execute('evaluation.ipynb', env, monkeypatch)
+  summary = run_dir.read_summary(run)
+  assert f'in_domain: {summary["final_eval_bits_per_byte"]:.4f} bits/byte' in text
+  assert 'out_of_domain: ' in text and 'standard library (2 modules)' in text
+  if 'EVAL_TASKS' in env:
+    assert text.count('harness local_') == 3
+  assert 'lost in the middle, accuracy by depth:' in text and 'addition: exact match' in text
+  assert images == 2

@@ -34,17 +34,23 @@ def causal_mask(t: int, s: int, sliding_window: int = 0):
   return mask_TxS
 
 
-def reference_attention(q_BxTxNxH, k_BxSxKxH, v_BxSxKxH, sliding_window: int = 0):
-  """Plain einsum attention that materialises the [T, S] scores: the reference the tests trust."""
+def attention_probabilities(q_BxTxNxH, k_BxSxKxH, sliding_window: int = 0):
+  """float32 [B, K, G, T, S] post-softmax causal attention weights; query head n is (k, g) with
+  n = k * G + g. What `reference_attention` mixes the values with (and research.interp shows)."""
   n, k = q_BxTxNxH.shape[2], k_BxSxKxH.shape[2]
-  groups = n // k
   b, t, _, h = q_BxTxNxH.shape
-  q_BxTxKxGxH = q_BxTxNxH.reshape(b, t, k, groups, h).astype(jnp.float32)
+  q_BxTxKxGxH = q_BxTxNxH.reshape(b, t, k, n // k, h).astype(jnp.float32)
   scores_BxKxGxTxS = jnp.einsum('btkgh,bskh->bkgts', q_BxTxKxGxH,
                                 k_BxSxKxH.astype(jnp.float32)) / jnp.sqrt(jnp.float32(h))
   mask_TxS = causal_mask(t, k_BxSxKxH.shape[1], sliding_window)
   scores_BxKxGxTxS = jnp.where(mask_TxS, scores_BxKxGxTxS, jnp.finfo(jnp.float32).min)
-  probs_BxKxGxTxS = jax.nn.softmax(scores_BxKxGxTxS, axis=-1)
+  return jax.nn.softmax(scores_BxKxGxTxS, axis=-1)
+
+
+def reference_attention(q_BxTxNxH, k_BxSxKxH, v_BxSxKxH, sliding_window: int = 0):
+  """Plain einsum attention that materialises the [T, S] scores: the reference the tests trust."""
+  b, t, n, h = q_BxTxNxH.shape
+  probs_BxKxGxTxS = attention_probabilities(q_BxTxNxH, k_BxSxKxH, sliding_window)
   out_BxTxKxGxH = jnp.einsum('bkgts,bskh->btkgh', probs_BxKxGxTxS, v_BxSxKxH.astype(jnp.float32))
   return out_BxTxKxGxH.reshape(b, t, n, h).astype(q_BxTxNxH.dtype)
 
@@ -178,6 +184,10 @@ class Attention(nn.Module):
     if self.query_multiplier != 1.0:
       q_BxTxNxH = q_BxTxNxH * jnp.asarray(self.query_multiplier, q_BxTxNxH.dtype)
     q_BxTxNxH = nn.with_logical_constraint(q_BxTxNxH, ('batch', 'length', 'heads', 'head_dim'))
+    # For research.interp: recorded only when 'intermediates' is mutable, else sow does nothing
+    # and the compiled program is unchanged.
+    self.sow('intermediates', 'queries', q_BxTxNxH)
+    self.sow('intermediates', 'keys', k_BxTxKxH)
     if self.decode:
       k_BxSxKxH, v_BxSxKxH = update_cache(self, k_BxTxKxH, v_BxTxKxH, positions_BxT)
       out_BxTxNxH = cached_attention(q_BxTxNxH, k_BxSxKxH, v_BxSxKxH, positions_BxT,
@@ -185,6 +195,7 @@ class Attention(nn.Module):
     else:
       out_BxTxNxH = dot_product_attention(q_BxTxNxH, k_BxTxKxH, v_BxTxKxH, self.impl,
                                           self.sliding_window)
+    self.sow('intermediates', 'heads', out_BxTxNxH)  # each head's output, before projecting back
     y_BxTxD = jnp.einsum('btnh,nhd->btd', out_BxTxNxH, wo_NxHxD.astype(self.dtype))
     if self.use_bias:
       y_BxTxD += _bias(self, 'out_bias', (d,), ('embed',), pd).astype(self.dtype)

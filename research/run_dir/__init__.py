@@ -33,6 +33,7 @@ from research.run_dir.layout import CHECKPOINT_DIR
 from research.run_dir.layout import TENSORBOARD_DIR
 from research.run_dir.layout import PROFILE_DIR
 from research.run_dir.layout import WANDB_DIR
+from research.run_dir.layout import EVALS_DIR
 from research.run_dir.layout import RUNNER_FILE
 from research.run_dir.layout import LOG_FILE
 from research.run_dir.layout import HOST_LOG_FILE

@@ -14,6 +14,7 @@ CHECKPOINT_DIR = 'checkpoints'  # Orbax: train state, data-iterator state, loop 
 TENSORBOARD_DIR = 'tensorboard'
 PROFILE_DIR = 'profile'  # a jax.profiler trace, when asked for
 WANDB_DIR = 'wandb'  # Weights & Biases' own files of the run (train.wandb_project)
+EVALS_DIR = 'evals'  # experiments.evaluate: one JSON per evaluation of a checkpoint
 # Written by the sweep runner into each of its run directories.
 RUNNER_FILE = 'runner.json'  # attempts, exit code, git commit
 LOG_FILE = 'train.log'  # every attempt's output, appended (process 0's, for a multi-host run)
