@@ -17,6 +17,7 @@ LAYERS = (
     ('config',),  # the full run config, from the model's, the mesh's and the data's defaults
     ('train',),
     ('inference',),
+    ('posttrain',),  # SFT, reward models, DPO, PPO, GRPO: training and inference together
     ('sweeps',),
 )
 FORBIDDEN = {  # (importer, imported): arrows the layering alone would allow but the design forbids
