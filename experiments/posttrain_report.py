@@ -16,7 +16,6 @@ if __name__ == '__main__':  # before the heavy imports: this may replace the pro
   use_tuned_malloc()
 
 
-import json
 import pathlib
 import time
 
@@ -39,7 +38,7 @@ PRESETS = {
     # ~minutes on 2 CPU cores: the measurements of the docs.
     'cpu': {'task': dict(pretrain_docs=64, lines_per_doc=64, sft=512, preferences=512,
                          prompts=512, evaluation=256),
-            'betas': (0.0, 0.01, 0.05, 0.2), 'overrides': {}},
+            'betas': (0.0, 0.01, 0.05, 0.2), 'overrides': {'overopt': {'train.num_steps': 60}}},
     # seconds: what the tests run.
     'test': {'task': dict(pretrain_docs=24, lines_per_doc=16, sft=32, preferences=32, prompts=32,
                           evaluation=16),
@@ -52,14 +51,12 @@ PRESETS = {
                           'train.log_every': 2, 'train.eval_every': 6,
                           'train.checkpoint_every': 6},
                  'all': {'train.batch_size': 8, 'train.num_steps': 4, 'train.checkpoint_every': 2,
-                         'posttrain.eval_every': 4, 'posttrain.eval_prompts': 8,
+                         'train.eval_every': 4, 'posttrain.eval_prompts': 8,
                          'posttrain.max_new_tokens': 6, 'posttrain.num_minibatches': 2},
                  'grpo': {'train.batch_size': 4, 'posttrain.group_size': 2},
              }},
 }
 
-_WORKDIR = flags.DEFINE_string('workdir', None, 'The chain directory (created; resumed).')
-_PRESET = flags.DEFINE_enum('preset', 'cpu', list(PRESETS), 'Sizes: cpu (the docs), test (tiny).')
 
 
 def _override(config, overrides: dict):
@@ -94,7 +91,8 @@ def run_chain(workdir, preset: str = 'cpu', log=print) -> None:
     posttrain(stage_config(name, workdir, preset), workdir / name, log=lambda *_: None)
     log(f'{name}: {time.perf_counter() - start:.0f} s')
   for beta in PRESETS[preset]['betas']:
-    config = stage_config('ppo', workdir, preset)
+    config = _override(stage_config('ppo', workdir, preset),
+                       PRESETS[preset]['overrides'].get('overopt', {}))
     config.posttrain.update(reward='model', reward_from=str(workdir / 'reward'), beta=beta)
     start = time.perf_counter()
     posttrain(config, report.overopt_dir(workdir, beta), log=lambda *_: None)
@@ -121,15 +119,18 @@ def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f'unexpected arguments: {argv[1:]}')
   logging.set_verbosity(logging.WARNING)
-  run_chain(_WORKDIR.value, _PRESET.value)
-  result = write_report(_WORKDIR.value)
+  workdir = flags.FLAGS.workdir
+  run_chain(workdir, flags.FLAGS.preset)
+  result = write_report(workdir)
   print(report.markdown_table(result['table']))
   for beta, points in result['overoptimization'].items():
     print(f'beta={beta}: ' + ', '.join(f'KL {p["kl"]:.2f}: proxy {p["proxy"]:.2f} gold '
                                         f'{p["gold"]:.2f}' for p in points))
-  print(f'figures and report.json in {pathlib.Path(_WORKDIR.value) / REPORT_DIR}')
+  print(f'figures and report.json in {pathlib.Path(workdir) / REPORT_DIR}')
 
 
-if __name__ == '__main__':
+if __name__ == '__main__':  # flags only here: config files import this module for its presets
+  flags.DEFINE_string('workdir', None, 'The chain directory (created; resumed).')
+  flags.DEFINE_enum('preset', 'cpu', list(PRESETS), 'Sizes: cpu (the docs), test (tiny).')
   flags.mark_flag_as_required('workdir')
   app.run(main)

@@ -2,10 +2,8 @@
 
 import pathlib
 
-import nbformat
-from nbclient import NotebookClient
-
 from research.sweeps import synthetic
+from tests.notebook_helpers import execute_notebook
 
 ROOT = pathlib.Path(__file__).parents[1]
 NOTEBOOK = ROOT / 'notebooks' / 'scaling_laws.ipynb'
@@ -15,12 +13,7 @@ def test_notebook_fits_and_shows_every_law(tmp_path, monkeypatch):
   synthetic.write_sweep(tmp_path / 'sweep', seed=21)
   monkeypatch.setenv('SCALING_RESULTS', str(tmp_path / 'sweep'))
   monkeypatch.setenv('SCALING_N_BOOTSTRAP', '10')
-  monkeypatch.setenv('PYTHONPATH', str(ROOT))
-  notebook = nbformat.read(NOTEBOOK, as_version=4)
-  NotebookClient(notebook, timeout=300, kernel_name='python3',
-                 resources={'metadata': {'path': str(ROOT)}}).execute()
-  outputs = [o for cell in notebook.cells if cell.cell_type == 'code' for o in cell.outputs]
-  text = ''.join(o.get('text', '') for o in outputs)
+  outputs, text = execute_notebook(NOTEBOOK, monkeypatch)
   assert 'error' not in {o.output_type for o in outputs}
   assert f'results table: {tmp_path / "sweep" / "results.csv"}' in text
   assert '35 completed runs, 35 training curves, 5 IsoFLOP budgets' in text

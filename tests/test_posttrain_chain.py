@@ -18,18 +18,18 @@ import sys
 os.environ['HF_HUB_OFFLINE'] = '1'  # everything here is local; never reach the hub
 
 import jax
-import nbformat
+import ml_collections
 import numpy as np
 import pytest
 from jax.experimental.compilation_cache import compilation_cache
-from nbclient import NotebookClient
 
 from experiments import posttrain_report
 from research import run_dir
 from research.data import tokenizer as tokenizer_lib
-from research.posttrain import chat, tasks
+from research.posttrain import chat
 from research.posttrain.run import posttrain
 from research.train.checkpoint import load_state
+from tests.notebook_helpers import execute_notebook
 from tests.test_train_resume import logged_step, wait_for
 
 ROOT = pathlib.Path(__file__).parents[1]
@@ -75,8 +75,7 @@ def test_every_stage_finishes_in_its_run_directory(chain):
     summary = run_dir.read_summary(chain / name)
     config = run_dir.read_config(chain / name)
     assert summary['status'] == 'completed' and summary['step'] == config['train']['num_steps']
-    assert summary['config_hash'] == run_dir.config_hash(
-        __import__('ml_collections').ConfigDict(config))
+    assert summary['config_hash'] == run_dir.config_hash(ml_collections.ConfigDict(config))
     assert config['model']['vocab_size'] == base_vocab + len(chat.CHAT_TOKENS)
     assert config['sources']['init_from']['path'] == str(chain / ('base' if name == 'sft'
                                                                   else 'sft'))
@@ -135,37 +134,36 @@ def _hf_gpt2(chain, directory, d_model):
 
 def test_bad_inputs_are_refused_naming_file_line_or_field_and_leave_nothing(chain, tmp_path):
   prompt = 'sort 31415='
-  sft_file = lambda records: _write_jsonl(tmp_path / 'sft.jsonl', records)
-  pair_file = lambda records: _write_jsonl(tmp_path / 'pairs.jsonl', records)
+  records = lambda name, rows: dict(train_file=_write_jsonl(tmp_path / name, rows))
   unfinished = tmp_path / 'unfinished'
   shutil.copytree(chain / 'base', unfinished)
   (unfinished / run_dir.SUMMARY_FILE).unlink()
-  cases = [
-      ('sft', dict(train_file=sft_file([{'prompt': prompt, 'response': '1'}, {'prompt': prompt}])),
-       r'sft.jsonl:2: missing field "response"'),
-      ('sft', dict(train_file=sft_file([{'prompt': prompt, 'response': ''}])),
-       r'sft.jsonl:1: field "response" is empty'),
-      ('sft', dict(train_file=sft_file([{'prompt': prompt * 5, 'response': '11345'}])),
-       r'sft.jsonl:1: "prompt" and "response" take \d+ tokens .*posttrain.seq_len=32'),
-      ('dpo', dict(train_file=pair_file([{'prompt': prompt, 'chosen': '1', 'rejected': '1'}])),
-       r'pairs.jsonl:1: fields "chosen" and "rejected" are identical'),
-      ('ppo', dict(eval_file=_write_jsonl(tmp_path / 'prompts.jsonl', [{'prompt': prompt * 3}])),
-       r'prompts.jsonl:1: "prompt" take \d+ tokens .*posttrain.max_new_tokens'),
-      ('dpo', dict(reference=_copy_with_other_tokenizer(chain, tmp_path)),
+  cases = [  # (stage, the fields to set, made when the case runs; the error expected)
+      ('sft', lambda: records('a.jsonl', [{'prompt': prompt, 'response': '1'}, {'prompt': prompt}]),
+       r'a.jsonl:2: missing field "response"'),
+      ('sft', lambda: records('b.jsonl', [{'prompt': prompt, 'response': ''}]),
+       r'b.jsonl:1: field "response" is empty'),
+      ('sft', lambda: records('c.jsonl', [{'prompt': prompt * 5, 'response': '11345'}]),
+       r'c.jsonl:1: "prompt" and "response" take \d+ tokens .*posttrain.seq_len=32'),
+      ('dpo', lambda: records('d.jsonl', [{'prompt': prompt, 'chosen': '1', 'rejected': '1'}]),
+       r'd.jsonl:1: fields "chosen" and "rejected" are identical'),
+      ('ppo', lambda: dict(eval_file=_write_jsonl(tmp_path / 'e.jsonl', [{'prompt': prompt * 3}])),
+       r'e.jsonl:1: "prompt" take \d+ tokens .*posttrain.max_new_tokens'),
+      ('dpo', lambda: dict(reference=_copy_with_other_tokenizer(chain, tmp_path)),
        r'posttrain.reference=.*other_tokenizer.*its tokenizer differs'),
-      ('dpo', dict(reference=_hf_gpt2(chain, tmp_path / 'gpt2', d_model=8)),
-       r'posttrain.reference=.*gpt2.*its model differs.*model.d_model: 16 in posttrain.init_from, '
-       r'8 in posttrain.reference'),
-      ('ppo', dict(reward='model', reward_from=str(chain / 'dpo')),
+      ('dpo', lambda: dict(reference=_hf_gpt2(chain, tmp_path / 'gpt2', d_model=8)),
+       r'posttrain.reference=.*gpt2.*its model differs.*model.d_model: 16 in '
+       r'posttrain.init_from, 8 in posttrain.reference'),
+      ('ppo', lambda: dict(reward='model', reward_from=str(chain / 'dpo')),
        r"posttrain.reward_from=.*a 'dpo' run, not a reward-model run"),
-      ('sft', dict(init_from=str(unfinished)), r'posttrain.init_from=.*has not finished'),
-      ('sft', dict(init_from=str(tmp_path)), r'posttrain.init_from=.*not a run directory'),
-      ('sft', dict(seq_len=64), r'posttrain.seq_len=64: exceeds the model context'),
-      ('grpo', dict(group_size=1), r'posttrain.group_size=1: must be an integer >= 2'),
+      ('sft', lambda: dict(init_from=str(unfinished)), r'posttrain.init_from=.*has not finished'),
+      ('sft', lambda: dict(init_from=str(tmp_path)), r'posttrain.init_from=.*not a run directory'),
+      ('sft', lambda: dict(seq_len=64), r'posttrain.seq_len=64: exceeds the model context'),
+      ('grpo', lambda: dict(group_size=1), r'posttrain.group_size=1: must be an integer >= 2'),
   ]
   for stage, fields, match in cases:
     with pytest.raises(ValueError, match=match):
-      posttrain(config(stage, chain, **fields), tmp_path / 'run', **QUIET)
+      posttrain(config(stage, chain, **fields()), tmp_path / 'run', **QUIET)
     assert not (tmp_path / 'run').exists(), match
 
 
@@ -227,12 +225,7 @@ def test_notebook_draws_the_chain(chain, compile_cache, monkeypatch):
   for name in ('stages.png', 'accuracy.png', 'overoptimization.png'):
     assert (chain / posttrain_report.REPORT_DIR / name).stat().st_size > 1000
   monkeypatch.setenv('POSTTRAIN_DIR', str(chain))
-  monkeypatch.setenv('PYTHONPATH', str(ROOT))
-  notebook = nbformat.read(NOTEBOOK, as_version=4)
-  NotebookClient(notebook, timeout=300, kernel_name='python3',
-                 resources={'metadata': {'path': str(ROOT)}}).execute()
-  outputs = [o for cell in notebook.cells if cell.cell_type == 'code' for o in cell.outputs]
-  text = ''.join(o.get('text', '') for o in outputs)
+  outputs, text = execute_notebook(NOTEBOOK, monkeypatch)
   assert 'error' not in {o.output_type for o in outputs}
   assert f'chain: {chain}' in text and '| grpo |' in text and 'beta=0:' in text
   assert len([o for o in outputs if 'image/png' in o.get('data', {})]) == 3

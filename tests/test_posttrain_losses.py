@@ -166,3 +166,36 @@ def test_grpo_advantages_and_loss_by_hand():
   loss, _, kl = losses.grpo_loss(logp, old, ref, advantages, mask, eps, beta, 'k3')
   np.testing.assert_allclose(float(loss), np.mean(per_sequence), rtol=1e-6)
   np.testing.assert_allclose(float(kl), np.mean(kls), rtol=1e-6)
+
+
+def test_reward_model_loss_by_hand():
+  from research.model import Transformer, default_model_config
+  from research.model.init import init_params
+  from research.posttrain import reward_model, steps
+  config = default_model_config()
+  config.update(vocab_size=13, d_model=8, num_layers=1, num_heads=2, num_kv_heads=2, d_ff=16,
+                max_seq_len=8)
+  rng = np.random.default_rng(4)
+  params = {'backbone': init_params(config, 0),
+            'head': {'kernel': jnp.asarray(rng.normal(size=(8, 1)), jnp.float32),
+                     'bias': jnp.asarray([0.3], jnp.float32)}}
+  batch = {'chosen': rng.integers(0, 13, (2, 6)), 'rejected': rng.integers(0, 13, (2, 6)),
+           'chosen_mask': np.array([[0, 0, 1, 1, 0, 0], [0, 1, 1, 1, 1, 1]]),
+           'rejected_mask': np.array([[0, 0, 1, 1, 1, 0], [0, 1, 0, 0, 0, 0]])}
+  hidden, _ = Transformer(config).apply({'params': params['backbone']},
+                                        np.concatenate([batch['chosen'], batch['rejected']]),
+                                        return_hidden=True)
+  hidden = np.asarray(hidden)
+  kernel, bias = np.asarray(params['head']['kernel'])[:, 0], 0.3
+  scores = []
+  for row, mask in enumerate(np.concatenate([batch['chosen_mask'], batch['rejected_mask']])):
+    last = max(t for t in range(6) if mask[t])
+    scores.append(float(hidden[row, last] @ kernel + bias))
+  margins = [scores[0] - scores[2], scores[1] - scores[3]]
+  metrics = steps.reward_pair_metrics(config, params, batch)
+  np.testing.assert_allclose(float(metrics['loss']),
+                             np.mean([math.log1p(math.exp(-m)) for m in margins]), rtol=1e-5)
+  assert float(metrics['preference_accuracy']) == np.mean([m > 0 for m in margins])
+  np.testing.assert_allclose(reward_model.sequence_scores(config, params, batch['chosen'],
+                                                          batch['chosen_mask']), scores[:2],
+                             rtol=1e-5, atol=1e-6)

@@ -17,6 +17,7 @@ def get_config(root: str = 'runs/posttrain'):
   c.posttrain.update(init_from=f'{root}/sft', train_file=f'{root}/task/{tasks.PROMPTS_FILE}',
                      eval_file=f'{root}/task/{tasks.EVAL_PROMPTS_FILE}', task=TASK, seq_len=32,
                      reward='verifier', max_new_tokens=8, beta=0.05, kl_estimator='k1',
-                     ppo_epochs=2, num_minibatches=2, eval_every=25)
-  c.train.update(batch_size=32, num_steps=100, learning_rate=3e-4, warmup_steps=5)
+                     ppo_epochs=2, num_minibatches=2,
+                     eval_prompts=256)
+  c.train.update(batch_size=32, num_steps=60, learning_rate=3e-4, warmup_steps=5, eval_every=10)
   return c

@@ -38,9 +38,9 @@ def default_posttrain_config() -> ml_collections.ConfigDict:
   c.task = ''  # addition | sorting: the verifier (gold reward, accuracy); '' = none
   c.train_file = ''  # JSONL records: sft {prompt, response}; reward/dpo {prompt, chosen,
   #                    rejected}; ppo/grpo {prompt}
-  c.eval_file = ''  # held-out records of the same kind; '' = no evaluation
+  c.eval_file = ''  # held-out records of the same kind; '' = no evaluation (every
+  #                   train.eval_every steps, at step 0 and at the end)
   c.eval_prompts = 128  # evaluation records used (the first ones of eval_file)
-  c.eval_every = 50  # steps between evaluations (and at the end)
   c.seq_len = 64  # tokens per row: prompt + response (ppo/grpo: prompt + max_new_tokens)
   c.pack = True  # sft: several whole examples per row
   c.beta = 0.1  # dpo: the beta of the loss; ppo/grpo: the KL coefficient (0: no KL term)
@@ -66,8 +66,8 @@ def posttrain_base_config(stage: str) -> ml_collections.ConfigDict:
   c.posttrain.stage = stage
   c.train = default_train_config()
   c.train.update(batch_size=32, num_steps=200, learning_rate=1e-4, schedule='constant',
-                 warmup_steps=10, weight_decay=0.0, log_every=1, checkpoint_every=50,
-                 keep_checkpoints=2)
+                 warmup_steps=10, weight_decay=0.0, log_every=1, eval_every=50,
+                 checkpoint_every=50, keep_checkpoints=2)
   c.mesh = default_mesh_config()
   c.mesh.rules = DEFAULT_RULES
   c.distributed = default_distributed_config()
@@ -129,10 +129,11 @@ def validate_posttrain_config(config: ml_collections.ConfigDict) -> None:
     _fail('posttrain.beta', p.beta, 'must be positive for dpo and >= 0 for ppo/grpo')
   if not 0 <= p.label_smoothing < 0.5:
     _fail('posttrain.label_smoothing', p.label_smoothing, 'must be in [0, 0.5)')
-  for field in ('seq_len', 'eval_prompts', 'eval_every'):
+  for field in ('seq_len', 'eval_prompts'):
     if not isinstance(p[field], int) or p[field] <= 0:
       _fail(f'posttrain.{field}', p[field], 'must be a positive integer')
-  for field in ('batch_size', 'num_steps', 'log_every', 'checkpoint_every', 'keep_checkpoints'):
+  for field in ('batch_size', 'num_steps', 'log_every', 'eval_every', 'checkpoint_every',
+                'keep_checkpoints'):
     if not isinstance(t[field], int) or t[field] <= 0:
       _fail(f'train.{field}', t[field], 'must be a positive integer')
   if t.schedule not in SCHEDULES:

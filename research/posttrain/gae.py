@@ -1,4 +1,4 @@
-"""Generalised advantage estimation (Schulman et al. 2016) over each row's span of response tokens."""
+"""Generalised advantage estimation (Schulman et al. 2016) over each row's response tokens."""
 
 from __future__ import annotations
 
@@ -11,7 +11,8 @@ def gae(rewards_BxT, values_BxT, mask_BxT, gamma: float = 1.0, lam: float = 0.95
 
   `mask_BxT` marks each row's response tokens, one contiguous span; the value after a row's last
   masked token is 0 (the episode ends there). advantage_t = sum_k (gamma lam)^k delta_{t+k} with
-  delta_t = r_t + gamma V_{t+1} - V_t; returns = advantages + values. Both are 0 where the mask is 0.
+  delta_t = r_t + gamma V_{t+1} - V_t; returns = advantages + values; both are 0 where the mask
+  is 0.
   """
   rewards_BxT = jnp.asarray(rewards_BxT, jnp.float32)
   values_BxT = jnp.asarray(values_BxT, jnp.float32)

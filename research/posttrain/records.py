@@ -1,4 +1,4 @@
-"""Post-training records: JSONL files of prompts, responses and preference pairs, checked line by line.
+"""Post-training records: JSONL files of prompts, responses and preference pairs, checked by line.
 
 One JSON object per line. SFT records hold `prompt` and `response`; preference records `prompt`,
 `chosen` and `rejected`; prompt records (PPO, GRPO) `prompt`. Other keys are ignored. A bad line is

@@ -62,5 +62,6 @@ def sequence_scores(model_config: ml_collections.ConfigDict, params, tokens_BxT,
 
 
 def token_values(model_config: ml_collections.ConfigDict, params, tokens_BxT):
-  """[B, T]: the value model's estimate for token t in column t (from position t - 1; column 0: 0)."""
+  """[B, T]: the value model's estimate for token t in column t (from position t - 1), 0 in
+  column 0."""
   return jnp.pad(scalars(model_config, params, tokens_BxT)[:, :-1], ((0, 0), (1, 0)))

@@ -9,6 +9,7 @@ read and checked before the directory is touched, so a bad input leaves nothing 
 
 from __future__ import annotations
 
+import json
 import pathlib
 import time
 
@@ -21,9 +22,11 @@ import numpy as np
 from research import run_dir
 from research.data import pipeline
 from research.data import tokenizer as tokenizer_lib
+from research.parallel import sharding as sharding_lib
 from research.parallel.mesh import make_mesh
 from research.parallel.rules import as_rules
 from research.posttrain import chat
+from research.posttrain import reward_model
 from research.posttrain import sources as sources_lib
 from research.posttrain import state as state_lib
 from research.posttrain.config import (RECORD_KIND, REFERENCE_STAGES, RL_STAGES,
@@ -112,7 +115,7 @@ RESOLVED_SECTIONS = ('model', 'sources')  # added to the config by the run, from
 def _check_same_config(workdir: pathlib.Path, config) -> None:
   """ValueError unless the finished run in `workdir` was run with `config` (the sections the run
   resolves itself compared only when `config` has them)."""
-  old, new = run_dir.read_config(workdir) or {}, config.to_dict()
+  old, new = run_dir.read_config(workdir) or {}, json.loads(run_dir.config_json(config))
   for section in RESOLVED_SECTIONS:
     if section not in new:
       old.pop(section, None)
@@ -165,7 +168,10 @@ def _posttrain(config, workdir: pathlib.Path, mesh, rules, log) -> dict:
                                           shardings.params['policy'] if p.stage == 'ppo'
                                           else shardings.params)
   if reward is not None:
-    ctx.reward_model = (reward.model_config, jax.tree.map(jax.numpy.asarray, reward.params))
+    reward_shardings = sharding_lib.logical_shardings(
+        reward_model.abstract_params(reward.model_config, boxed=True), mesh, rules)
+    ctx.reward_model = (reward.model_config,
+                        jax.device_put(jax.tree.map(np.asarray, reward.params), reward_shardings))
   state = state_lib.make_state(state_lib.initial_params(p.stage, m, policy.params, t.seed),
                                optimizer, shardings)
   abstract = ckpt.abstract_like(state)
@@ -181,7 +187,6 @@ def _posttrain(config, workdir: pathlib.Path, mesh, rules, log) -> dict:
   writer = metrics_lib.MetricsWriter(workdir)
   log(f'{p.stage}: {num_rows} records from {p.train_file}, {t.num_steps} steps of '
       f'{t.batch_size}; model {m.num_layers} layers x {m.d_model}, vocab {m.vocab_size}')
-  last_train, last_eval = {}, {}
   if eval_records and step == 0:  # where the stage starts from: step 0 of its curves
     writer.write({'step': 0, **stage.evaluate(state)})
   clock = time.perf_counter()
@@ -190,26 +195,37 @@ def _posttrain(config, workdir: pathlib.Path, mesh, rules, log) -> dict:
     step += 1
     final = step == t.num_steps
     if step % t.log_every == 0 or final:
-      last_train = {k: float(v) for k, v in jax.device_get(device_metrics).items()}
+      values = {k: float(v) for k, v in jax.device_get(device_metrics).items()}
       now = time.perf_counter()
       meta['wall_time_s'] += now - clock
       clock = now
-      writer.write({'step': step, **last_train,
+      writer.write({'step': step, **values,
                     'learning_rate': float(schedule(max(int(state.step) - 1, 0))),
                     'wall_time_s': meta['wall_time_s']})
-    if eval_records and (step % p.eval_every == 0 or final):
-      last_eval = stage.evaluate(state)
-      writer.write({'step': step, **last_eval})
+    if eval_records and (step % t.eval_every == 0 or final):
+      writer.write({'step': step, **stage.evaluate(state)})
     if step % t.checkpoint_every == 0 or final:
       now = time.perf_counter()
       meta['wall_time_s'] += now - clock
       clock = now
-      ckpt.save(manager, step, state, data, meta)
+      ckpt.save(manager, step, state, data, dict(meta))
   manager.wait_until_finished()
   writer.close()
   summary = {'status': 'completed', 'stage': p.stage, 'step': step,
              'wall_time_s': meta['wall_time_s'], 'config_hash': run_dir.config_hash(config),
-             **{f'final_{k}': v for k, v in last_train.items()}, **last_eval}
+             **_final_metrics(workdir)}
   run_dir.write_json_atomically(workdir / run_dir.SUMMARY_FILE, summary)
-  log(f'{p.stage} done: step {step}, ' + ', '.join(f'{k}={v:.4g}' for k, v in last_eval.items()))
+  log(f'{p.stage} done: step {step}, ' + ', '.join(
+      f'{k}={v:.4g}' for k, v in summary.items() if k.startswith('eval_')))
   return summary
+
+
+def _final_metrics(workdir) -> dict:
+  """The last training line's metrics as final_<name>, and the last evaluation's eval_<name>."""
+  train, evaluation = {}, {}
+  for record in run_dir.metric_records(workdir):
+    if any(k.startswith('eval_') for k in record):
+      evaluation = {k: v for k, v in record.items() if k.startswith('eval_')}
+    else:
+      train = {f'final_{k}': v for k, v in record.items() if k not in ('step', 'wall_time_s')}
+  return {**train, **evaluation}

@@ -92,7 +92,7 @@ class SFT(Stage):
     if not self.eval_prompts:
       return {}
     rows = packing.sft_rows(self.ctx.template, self.eval_prompts, self.p.seq_len, pack=False)
-    loss = float(self._eval_loss(state.params, self.shard(rows)))
+    loss = float(self._eval_loss(state.params, rows))
     return {'eval_loss': loss, **self.policy_metrics(state.params)}
 
 
@@ -111,7 +111,7 @@ class Reward(Stage):
   def evaluate(self, state):
     if not self.eval_prompts:
       return {}
-    metrics = self._metrics(state.params, self.shard(self.rows(self.eval_prompts)))
+    metrics = self._metrics(state.params, self.rows(self.eval_prompts))
     return {f'eval_{k}': float(v) for k, v in metrics.items()}
 
 
@@ -134,7 +134,7 @@ class DPO(Stage):
     if not self.eval_prompts:
       return {}
     metrics = self._metrics(state.params, self.ctx.reference_params,
-                            self.shard(self.rows(self.eval_prompts)))
+                            self.rows(self.eval_prompts))
     out = {f'eval_pair_{k}': float(v) for k, v in metrics.items()}
     return {**out, **self.policy_metrics(state.params)}
 
