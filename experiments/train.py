@@ -9,7 +9,6 @@ if __name__ == '__main__':  # before the heavy imports: this may replace the pro
   use_tuned_malloc()
 
 
-import ast
 import sys
 
 from absl import app
@@ -17,6 +16,7 @@ from absl import flags
 from absl import logging
 from ml_collections import config_flags
 
+from experiments.cli import parse_flags
 from research.parallel.distributed import initialize
 from research.run_dir import DirectoryInUse
 from research.train.loop import train
@@ -27,21 +27,6 @@ _WORKDIR = flags.DEFINE_string('workdir', None, 'Run directory (created; resumed
 _PROFILE = flags.DEFINE_bool('profile', False, 'Write a jax.profiler trace of 3 steps into '
                              'WORKDIR/profile.')
 flags.mark_flags_as_required(['config', 'workdir'])
-
-
-def parse_flags(argv):
-  """absl's parser, with an unknown `--config.x.y` key reported as one line, not a traceback."""
-  try:
-    return flags.FLAGS(argv)
-  except (AttributeError, KeyError) as e:
-    detail = str(e.args[0] if e.args else e)
-    try:
-      detail = ast.literal_eval(detail)  # absl hands over the message as a repr
-    except (ValueError, SyntaxError):
-      pass
-    detail = ' '.join(str(detail).split())
-    print(f'error: unknown config field in the command line: {detail}', file=sys.stderr)
-    sys.exit(2)
 
 
 def main(argv):

@@ -18,6 +18,7 @@ LAYERS = (
     ('train',),
     ('inference',),
     ('evals', 'interp'),  # evaluations and probes of a run; looking inside it
+    ('posttrain',),  # SFT, reward models, DPO, PPO, GRPO: training and inference together
     ('sweeps',),
 )
 FORBIDDEN = {  # (importer, imported): arrows the layering alone would allow but the design forbids

@@ -4,13 +4,12 @@ sweep, interpretability.ipynb and evaluation.ipynb on a small trained run."""
 import importlib.util
 import pathlib
 
-import nbformat
 import pytest
-from nbclient import NotebookClient
 
 from research import run_dir
 from research.sweeps import synthetic
 from tests import eval_helpers
+from tests.notebook_helpers import execute_notebook
 
 ROOT = pathlib.Path(__file__).parents[1]
 NOTEBOOK = ROOT / 'notebooks' / 'scaling_laws.ipynb'
@@ -20,12 +19,7 @@ def test_notebook_fits_and_shows_every_law(tmp_path, monkeypatch):
   synthetic.write_sweep(tmp_path / 'sweep', seed=21)
   monkeypatch.setenv('SCALING_RESULTS', str(tmp_path / 'sweep'))
   monkeypatch.setenv('SCALING_N_BOOTSTRAP', '10')
-  monkeypatch.setenv('PYTHONPATH', str(ROOT))
-  notebook = nbformat.read(NOTEBOOK, as_version=4)
-  NotebookClient(notebook, timeout=300, kernel_name='python3',
-                 resources={'metadata': {'path': str(ROOT)}}).execute()
-  outputs = [o for cell in notebook.cells if cell.cell_type == 'code' for o in cell.outputs]
-  text = ''.join(o.get('text', '') for o in outputs)
+  outputs, text = execute_notebook(NOTEBOOK, monkeypatch)
   assert 'error' not in {o.output_type for o in outputs}
   assert f'results table: {tmp_path / "sweep" / "results.csv"}' in text
   assert '35 completed runs, 35 training curves, 5 IsoFLOP budgets' in text
@@ -42,14 +36,9 @@ def _execute(notebook_name, env, monkeypatch):
   """Runs a notebook with `env` set -> (printed text, number of images shown); no cell errors."""
   for key, value in env.items():
     monkeypatch.setenv(key, str(value))
-  monkeypatch.setenv('PYTHONPATH', str(ROOT))
-  notebook = nbformat.read(ROOT / 'notebooks' / notebook_name, as_version=4)
-  NotebookClient(notebook, timeout=300, kernel_name='python3',
-                 resources={'metadata': {'path': str(ROOT)}}).execute()
-  outputs = [o for cell in notebook.cells if cell.cell_type == 'code' for o in cell.outputs]
+  outputs, text = execute_notebook(ROOT / 'notebooks' / notebook_name, monkeypatch)
   assert 'error' not in {o.output_type for o in outputs}
-  images = sum('image/png' in o.get('data', {}) for o in outputs)
-  return ''.join(o.get('text', '') for o in outputs), images
+  return text, sum('image/png' in o.get('data', {}) for o in outputs)
 
 
 def test_interpretability_notebook_on_a_trained_run(tmp_path, tmp_path_factory, monkeypatch):

@@ -4,8 +4,7 @@ their known laws and shows its figures."""
 import pathlib
 import re
 
-import nbformat
-from nbclient import NotebookClient
+from tests.notebook_helpers import execute_notebook
 
 ROOT = pathlib.Path(__file__).parents[1]
 NOTEBOOK = ROOT / 'notebooks' / 'scaling_beyond_chinchilla.ipynb'
@@ -14,12 +13,7 @@ NOTEBOOK = ROOT / 'notebooks' / 'scaling_beyond_chinchilla.ipynb'
 def test_notebook_runs_every_section(monkeypatch):
   monkeypatch.delenv('BEYOND_RUNS', raising=False)
   monkeypatch.setenv('BEYOND_N_BOOTSTRAP', '20')
-  monkeypatch.setenv('PYTHONPATH', str(ROOT))
-  notebook = nbformat.read(NOTEBOOK, as_version=4)
-  NotebookClient(notebook, timeout=600, kernel_name='python3',
-                 resources={'metadata': {'path': str(ROOT)}}).execute()
-  outputs = [o for cell in notebook.cells if cell.cell_type == 'code' for o in cell.outputs]
-  text = ''.join(o.get('text', '') for o in outputs)
+  outputs, text = execute_notebook(NOTEBOOK, monkeypatch)
   print(text)
   assert 'error' not in {o.output_type for o in outputs}
   assert 'sweeps under' in text and 'cooldown, cosine, hyper, mup' in text

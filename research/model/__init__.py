@@ -18,6 +18,7 @@ adds one (`A1` = A + 1), and a bare 1 is a broadcast axis. The letters, everywhe
   Z  items per chunk or group
   W  beams (beam search)               M  new tokens generated
   A  draft tokens per speculative round
+  E  samples drawn per prompt (a GRPO group)
   Y  stop tokens
   I  input features of a weight        O  output features of a weight (quantisation)
 

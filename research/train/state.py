@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import flax.linen as nn
 import flax.struct
 import jax
 import jax.numpy as jnp
@@ -27,7 +28,14 @@ def init_state(model_config, optimizer, seed: int) -> TrainState:
 
 def state_shardings(model_config, optimizer, mesh, rules) -> TrainState:
   """The train state's shardings, from the logical axis names of the model's params."""
-  params = sharding_lib.logical_shardings(abstract_params(model_config, boxed=True), mesh, rules)
-  opt_state = sharding_lib.optimizer_state_shardings(optimizer, abstract_params(model_config),
-                                                     params, mesh)
+  return state_shardings_of(abstract_params(model_config, boxed=True), optimizer, mesh, rules)
+
+
+def state_shardings_of(boxed_params, optimizer, mesh, rules) -> TrainState:
+  """The shardings of a train state over any params tree whose leaves carry logical axis names
+  (the model's, or a model with extra heads)."""
+  params = sharding_lib.logical_shardings(boxed_params, mesh, rules)
+  shapes = jax.tree.map(lambda box: box.unbox(apply_constraint=False), boxed_params,
+                        is_leaf=lambda x: isinstance(x, nn.LogicallyPartitioned))
+  opt_state = sharding_lib.optimizer_state_shardings(optimizer, shapes, params, mesh)
   return TrainState(step=sharding_lib.replicated(mesh), params=params, opt_state=opt_state)
