@@ -69,6 +69,7 @@ def test_adam_learning_rate_of_hidden_matrices_is_divided_by_the_width_multiplie
     assert ratio == pytest.approx(0.25 if hidden else 1.0, rel=1e-5), key
 
 
+@pytest.mark.slow
 def test_coordinate_check():
   widths = (32, 64, 128, 256)
   slopes = {}

@@ -100,6 +100,7 @@ def test_a_corrupted_newest_checkpoint_is_set_aside_and_the_run_ends_bitwise_equ
   assert_states_equal(state, reference[1])
 
 
+@pytest.mark.slow
 def test_killed_on_a_2x2x2_mesh_it_resumes_on_8x1x1_and_on_one_device(setup, tmp_path):
   """Restoring onto another mesh is exact; the steps after it sum in another order, so the final
   loss agrees with the uninterrupted run within float32 reduction-order tolerance."""
@@ -128,6 +129,7 @@ def test_killed_on_a_2x2x2_mesh_it_resumes_on_8x1x1_and_on_one_device(setup, tmp
       np.testing.assert_allclose(summary[key], expected[key], rtol=2e-5, err_msg=f'{ici} {key}')
 
 
+@pytest.mark.slow
 def test_a_second_process_is_refused_then_takes_over_after_the_first_is_killed(setup, tmp_path):
   _, _, _, config_file, reference = setup
   workdir = tmp_path / 'run'

@@ -80,6 +80,7 @@ def kill_sweep(process, workdir):
         pass
 
 
+@pytest.mark.slow
 def test_killed_sweep_restarts_only_the_missing_runs(data, tmp_path):
   path, workdir = sweep_file(tmp_path, data), tmp_path / 'runs'
   process = subprocess.Popen(sweep_command(path, workdir), cwd=ROOT, env=ENV,
@@ -167,6 +168,7 @@ def test_results_table_has_the_columns_the_fits_read(data, tmp_path):
   assert parquet.num_rows == 1 and parquet.column_names == header
 
 
+@pytest.mark.slow
 def test_ray_executor_runs_the_same_sweep(data, tmp_path):
   ray = pytest.importorskip('ray')
   path, workdir = sweep_file(tmp_path, data, tokens=TOKENS[:2]), tmp_path / 'runs'

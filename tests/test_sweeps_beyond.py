@@ -103,7 +103,8 @@ class FakeExecutor:
   """Runs nothing: a run 'finishes' (summary.json written) one poll after it starts."""
   order = []
 
-  def __init__(self, max_concurrent, cpus_per_run=None):
+  def __init__(self, max_concurrent, cpus_per_run=None, hosts_per_run=1):
+    self.hosts = hosts_per_run
     self.running = []
 
   def active(self):

@@ -60,6 +60,7 @@ def test_sigkill_mid_run_then_resume_is_bitwise_exact(setup, tmp_path):
   assert_bitwise_equal(workdir, reference)
 
 
+@pytest.mark.slow
 def test_sigkill_during_checkpoint_save_then_resume_is_bitwise_exact(setup, tmp_path):
   config_file, reference = setup
   workdir = tmp_path / 'run'

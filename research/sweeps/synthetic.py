@@ -178,7 +178,7 @@ def write_beyond_sweeps(workdir, seed: int = 0, fraction: float = 0.2) -> dict:
   runs), 'cooldown' (one constant run per size and a branch per IsoFLOP point whose final loss is
   the law's, with its own noise), 'hyper' (a learning-rate x batch grid) and 'mup' (a learning-rate
   grid per width). Returns {name: directory}."""
-  workdir = pathlib.Path(workdir)
+  workdir = run_dir_lib.as_path(workdir)
   rng = np.random.default_rng(seed)
   budgets = np.logspace(18, 21, 4)
   N, D, C = isoflop_design(budgets, sizes=optimal_n(10 ** 19.5) * np.logspace(-1.1, 1.1, 8))
