@@ -3,7 +3,7 @@ constant-learning-rate run (Hagele et al. 2024) continues its parent's params, o
 data position at one step, then trains its own schedule.
 
 The parent must be a run directory of the same experiment: the same model, data and optimizer,
-differing only in the schedule and bookkeeping fields below. Each branch is its own run directory
+differing only in the schedule fields below and in how each executes. Each branch is its own run directory
 (its config names the parent, so its identity does too); the loop uses `train.init_from` only while
 the branch's directory has no checkpoint of its own, so a branch resumes like any run.
 """
@@ -15,11 +15,10 @@ import ml_collections
 from research import run_dir as run_dir_lib
 from research.train import checkpoint as ckpt
 
-# Train fields a branch may set apart from its parent: its schedule and its bookkeeping.
+# Train fields a branch may set apart from its parent: its schedule and where it starts. (How a
+# run executes -- mesh, cadence, keep count, save_steps -- is out of the experiment already.)
 BRANCH_FIELDS = ('schedule', 'num_steps', 'decay_fraction', 'decay_shape', 'min_lr_ratio',
-                 'init_from', 'save_steps', 'log_every', 'eval_every', 'checkpoint_every',
-                 'keep_checkpoints')
-_OTHER_SECTIONS = ('sweep', 'mesh', 'distributed')  # labels and layout, not the experiment
+                 'init_from')
 
 
 def _fail(init, why: str):
@@ -28,8 +27,7 @@ def _fail(init, why: str):
 
 def _experiment(config: dict) -> dict:
   """The fields a branch shares with its parent: its experiment fields less its schedule."""
-  out = {k: v for k, v in run_dir_lib.experiment_fields(config).items()
-         if k not in _OTHER_SECTIONS}
+  out = {k: v for k, v in run_dir_lib.experiment_fields(config).items() if k != 'sweep'}
   out['train'] = {k: v for k, v in out.get('train', {}).items() if k not in BRANCH_FIELDS}
   return out
 
