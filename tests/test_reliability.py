@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from research import run_dir
-from research.train.checkpoint import load_state
+from research.train.checkpoint import load_state, record_new_checksums
 from research.train.loop import train
 from tests.train_helpers import (assert_states_equal, launch_train, logged_step, tiny_config,
                                  wait_for, write_config_file, write_corpus)
@@ -30,17 +30,11 @@ def setup(tmp_path_factory):
   return root, corpus, cache, config_file, load_state(root / 'reference')
 
 
-def committed(workdir, step: int) -> bool:
-  """Checkpoint `step` has committed and its checksums are recorded."""
-  return (workdir / run_dir.CHECKSUMS_DIR / f'{step}.json').exists()
-
-
-def kill_after_checkpoint(config_file, workdir, step: int, devices=None, verified=True):
-  """SIGKILL once checkpoint `step` has committed (and, if `verified`, has its checksums)."""
-  done = ((lambda: committed(workdir, step)) if verified else
-          (lambda: (workdir / run_dir.CHECKPOINT_DIR / str(step)).is_dir()))
-  process = launch_train(config_file, workdir, devices=devices)
-  assert wait_for(done, process), process.communicate()[0]
+def kill_after_checkpoint(config_file, workdir, step: int, *flags, devices=None):
+  """SIGKILL once checkpoint `step` has committed (Orbax renames its directory to the step)."""
+  process = launch_train(config_file, workdir, *flags, devices=devices)
+  assert wait_for(lambda: (workdir / run_dir.CHECKPOINT_DIR / str(step)).is_dir(),
+                  process), process.communicate()[0]
   process.kill()
   process.wait()
   assert run_dir.read_summary(workdir) is None, 'the run finished before it could be killed'
@@ -54,10 +48,15 @@ def finish(config_file, workdir, *flags, devices=None) -> str:
 
 
 @pytest.fixture(scope='module')
-def killed_after_40(setup):
+def killed_midway(setup):
+  """A run killed well before its last step. It saves every 2 steps (an execution field), which
+  slows it enough for the kill to land mid-run. Checkpoints committed just before the kill get
+  their checksums here, as the next start would record them, so each test damages a checkpoint
+  whose checksums were taken before the damage."""
   root, _, _, config_file, _ = setup
   workdir = root / 'killed'
-  kill_after_checkpoint(config_file, workdir, 40)
+  kill_after_checkpoint(config_file, workdir, 20, '--config.train.checkpoint_every=2')
+  record_new_checksums(workdir)
   return workdir
 
 
@@ -81,14 +80,14 @@ CORRUPTIONS = {
 
 @pytest.mark.parametrize('corruption', sorted(CORRUPTIONS))
 def test_a_corrupted_newest_checkpoint_is_set_aside_and_the_run_ends_bitwise_equal(
-    setup, killed_after_40, tmp_path, corruption):
+    setup, killed_midway, tmp_path, corruption):
   _, _, _, config_file, reference = setup
   workdir = tmp_path / 'run'
-  shutil.copytree(killed_after_40, workdir)
+  shutil.copytree(killed_midway, workdir)
   steps = sorted(int(p.name) for p in (workdir / run_dir.CHECKPOINT_DIR).iterdir()
                  if p.name.isdigit())
   newest = steps[-1]
-  assert newest >= 40 and len(steps) >= 2
+  assert 20 <= newest < NUM_STEPS and len(steps) >= 2, steps
   CORRUPTIONS[corruption](_largest_file(workdir / run_dir.CHECKPOINT_DIR / str(newest)))
   out = finish(config_file, workdir)
   assert f'checkpoint at step {newest} rejected' in out, out
@@ -112,7 +111,7 @@ def test_killed_on_a_2x2x2_mesh_it_resumes_on_8x1x1_and_on_one_device(setup, tmp
   reference = tiny_config(corpus, cache, **overrides)
   reference.model.update(num_heads=4, num_kv_heads=4)
   expected = train(reference, tmp_path / 'reference', log=lambda *_: None)
-  kill_after_checkpoint(config_file, tmp_path / 'killed', 10, devices=8, verified=False)
+  kill_after_checkpoint(config_file, tmp_path / 'killed', 10, devices=8)
   newest = max(int(p.name) for p in (tmp_path / 'killed' / run_dir.CHECKPOINT_DIR).iterdir()
                if p.name.isdigit())
   assert newest < 30
