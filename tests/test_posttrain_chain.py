@@ -1,6 +1,6 @@
 """A tiny post-training chain end to end (experiments.posttrain_report --preset=test): every stage
 finishes in its run directory, a finished run is a no-op, PPO killed with SIGKILL resumes
-bitwise-exactly, bad inputs are refused naming the file and line or the field with nothing left
+bitwise-exactly, a held directory is refused and a damaged checkpoint set aside, bad inputs are refused naming the file and line or the field with nothing left
 behind, SFT starts from a Hugging Face import, and the notebook draws the chain.
 
 One JAX compilation cache serves the module (and its subprocesses): the programs of the resumed
@@ -216,6 +216,34 @@ def test_ppo_killed_with_sigkill_resumes_bitwise_exactly(chain, compile_cache, t
     np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
   metrics = [r for r in run_dir.metric_records(tmp_path / 'run') if 'score' in r]
   assert [r['step'] for r in metrics] == list(range(1, PPO_STEPS + 1))
+
+
+def test_a_held_directory_is_refused_and_a_corrupted_checkpoint_is_set_aside(chain, tmp_path):
+  """A second process on a live run directory is refused; a run stopped after its last save but
+  before its summary, whose newest checkpoint was damaged since, resumes from the one before it
+  and ends bitwise equal to the uninterrupted run."""
+  with run_dir.RunLock(tmp_path / 'held'):
+    with pytest.raises(run_dir.DirectoryInUse):
+      posttrain(config('sft', chain), tmp_path / 'held', **QUIET)
+  workdir = tmp_path / 'run'
+  shutil.copytree(chain / 'sft', workdir)
+  (workdir / run_dir.SUMMARY_FILE).unlink()
+  steps = sorted(int(p.name) for p in (workdir / run_dir.CHECKPOINT_DIR).iterdir()
+                 if p.name.isdigit())
+  assert len(steps) >= 2, steps
+  newest = workdir / run_dir.CHECKPOINT_DIR / str(steps[-1])
+  largest = max((p for p in newest.rglob('*') if p.is_file()), key=lambda p: p.stat().st_size)
+  largest.write_bytes(largest.read_bytes()[::-1])
+  lines = []
+  posttrain(config('sft', chain), workdir, log=lines.append)
+  assert any(f'checkpoint at step {steps[-1]} rejected' in line for line in lines), lines
+  assert f'resumed from the checkpoint at step {steps[-2]}' in lines, lines
+  assert (workdir / run_dir.REJECTED_DIR / str(steps[-1]) / 'reason.txt').exists()
+  assert run_dir.read_summary(workdir)['step'] == steps[-1]
+  (step, state), (ref_step, ref_state) = load_state(workdir), load_state(chain / 'sft')
+  assert step == ref_step
+  for a, b in zip(jax.tree.leaves(state), jax.tree.leaves(ref_state), strict=True):
+    np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
 
 
 def test_notebook_draws_the_chain(chain, compile_cache, monkeypatch):

@@ -1,14 +1,16 @@
 """A post-training run: `posttrain(config, workdir)` for every stage, in a run directory.
 
-Like pretraining: the run claims its directory (one with another config is refused), saves its
-tokenizer, checkpoints the train state with the data iterator's position through Orbax, resumes
-from the latest checkpoint bitwise-exactly (rollouts are seeded by the step), logs every step to
+Like pretraining: the run claims its directory (one with another config is refused) and holds it
+(a second process is refused), saves its tokenizer, checkpoints the train state with the data
+iterator's position through Orbax with each checkpoint's checksums, resumes from the newest
+checkpoint that verifies bitwise-exactly (rollouts are seeded by the step), logs every step to
 metrics.jsonl and writes summary.json last; a finished run is a no-op. Records and sources are
 read and checked before the directory is touched, so a bad input leaves nothing behind.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import pathlib
 import time
@@ -162,62 +164,77 @@ def _posttrain(config, workdir: pathlib.Path, mesh, rules, log) -> dict:
     raise ValueError(f'train.batch_size={t.batch_size}: more than the {num_rows} records of '
                      f'posttrain.train_file={p.train_file!r}')
 
-  _claim(workdir, config, policy.tokenizer)
-  if reference is not None:
-    ctx.reference_params = jax.device_put(jax.tree.map(np.asarray, reference.params),
-                                          shardings.params['policy'] if p.stage == 'ppo'
-                                          else shardings.params)
-  if reward is not None:
-    reward_shardings = sharding_lib.logical_shardings(
-        reward_model.abstract_params(reward.model_config, boxed=True), mesh, rules)
-    ctx.reward_model = (reward.model_config,
-                        jax.device_put(jax.tree.map(np.asarray, reward.params), reward_shardings))
-  state = state_lib.make_state(state_lib.initial_params(p.stage, m, policy.params, t.seed),
-                               optimizer, shardings)
-  abstract = ckpt.abstract_like(state)
-  data = row_iterator(train_rows, t.batch_size, t.seed)
-  manager = ckpt.make_manager(workdir, t.keep_checkpoints)
-  meta = {'wall_time_s': 0.0}
-  latest = manager.latest_step()
-  if latest is not None:
-    state, meta = ckpt.restore(manager, latest, abstract, data)
-    log(f'resumed from the checkpoint at step {latest}')
-  step = latest or 0
-  metrics_lib.truncate_after(workdir, step if step else -1)  # a fresh start logs step 0 again
-  writer = metrics_lib.MetricsWriter(workdir)
-  log(f'{p.stage}: {num_rows} records from {p.train_file}, {t.num_steps} steps of '
-      f'{t.batch_size}; model {m.num_layers} layers x {m.d_model}, vocab {m.vocab_size}')
-  if eval_records and step == 0:  # where the stage starts from: step 0 of its curves
-    writer.write({'step': 0, **stage.evaluate(state)})
-  clock = time.perf_counter()
-  while step < t.num_steps:
-    state, device_metrics = stage.step(state, next(data), step)
-    step += 1
-    final = step == t.num_steps
-    if step % t.log_every == 0 or final:
-      values = {k: float(v) for k, v in jax.device_get(device_metrics).items()}
-      now = time.perf_counter()
-      meta['wall_time_s'] += now - clock
-      clock = now
-      writer.write({'step': step, **values,
-                    'learning_rate': float(schedule(max(int(state.step) - 1, 0))),
-                    'wall_time_s': meta['wall_time_s']})
-    if eval_records and (step % t.eval_every == 0 or final):
-      writer.write({'step': step, **stage.evaluate(state)})
-    if step % t.checkpoint_every == 0 or final:
-      now = time.perf_counter()
-      meta['wall_time_s'] += now - clock
-      clock = now
-      ckpt.save(manager, step, state, data, dict(meta))
-  manager.wait_until_finished()
-  writer.close()
-  summary = {'status': 'completed', 'stage': p.stage, 'step': step,
-             'wall_time_s': meta['wall_time_s'], 'config_hash': run_dir.config_hash(config),
-             **_final_metrics(workdir)}
-  run_dir.write_json_atomically(workdir / run_dir.SUMMARY_FILE, summary)
-  log(f'{p.stage} done: step {step}, ' + ', '.join(
-      f'{k}={v:.4g}' for k, v in summary.items() if k.startswith('eval_')))
-  return summary
+  # Process 0 holds the run directory from its claim to its summary: a second one is refused.
+  with (run_dir.RunLock(workdir, t.run_lock, t.lease_ttl_s) if jax.process_index() == 0
+        else contextlib.nullcontext()):
+    if (done := run_dir.read_summary(workdir)) is not None:  # finished while this one started
+      _check_same_config(workdir, config)
+      log(f'{workdir}: finished by another process (step {done["step"]}); nothing to do')
+      return done
+    _claim(workdir, config, policy.tokenizer)
+    if reference is not None:
+      ctx.reference_params = jax.device_put(jax.tree.map(np.asarray, reference.params),
+                                            shardings.params['policy'] if p.stage == 'ppo'
+                                            else shardings.params)
+    if reward is not None:
+      reward_shardings = sharding_lib.logical_shardings(
+          reward_model.abstract_params(reward.model_config, boxed=True), mesh, rules)
+      ctx.reward_model = (reward.model_config,
+                          jax.device_put(jax.tree.map(np.asarray, reward.params), reward_shardings))
+    state = state_lib.make_state(state_lib.initial_params(p.stage, m, policy.params, t.seed),
+                                 optimizer, shardings)
+    abstract = ckpt.abstract_like(state)
+    data = row_iterator(train_rows, t.batch_size, t.seed)
+    manager = ckpt.make_manager(workdir, t.keep_checkpoints)
+    meta = {'wall_time_s': 0.0}
+    checksums = ckpt.ChecksumRecorder(workdir, manager, t.verify_checkpoints)
+    step = 0
+    if manager.all_steps():
+      try:  # the newest checkpoint that passes its checksums, restores and is finite
+        step, state, meta = ckpt.restore_newest_good(manager, workdir, abstract, data, log)
+        log(f'resumed from the checkpoint at step {step}')
+      except ckpt.NoGoodCheckpoint:
+        data = row_iterator(train_rows, t.batch_size, t.seed)  # a failed restore may have moved it
+        log('no checkpoint passed verification: starting from the start')
+      if checksums.enabled:  # checkpoints committed just before a kill have none yet
+        ckpt.record_new_checksums(workdir)
+    metrics_lib.truncate_after(workdir, step if step else -1)  # a fresh start logs step 0 again
+    writer = metrics_lib.MetricsWriter(workdir)
+    log(f'{p.stage}: {num_rows} records from {p.train_file}, {t.num_steps} steps of '
+        f'{t.batch_size}; model {m.num_layers} layers x {m.d_model}, vocab {m.vocab_size}')
+    if eval_records and step == 0:  # where the stage starts from: step 0 of its curves
+      writer.write({'step': 0, **stage.evaluate(state)})
+    clock = time.perf_counter()
+    while step < t.num_steps:
+      state, device_metrics = stage.step(state, next(data), step)
+      step += 1
+      checksums.poll()
+      final = step == t.num_steps
+      if step % t.log_every == 0 or final:
+        values = {k: float(v) for k, v in jax.device_get(device_metrics).items()}
+        now = time.perf_counter()
+        meta['wall_time_s'] += now - clock
+        clock = now
+        writer.write({'step': step, **values,
+                      'learning_rate': float(schedule(max(int(state.step) - 1, 0))),
+                      'wall_time_s': meta['wall_time_s']})
+      if eval_records and (step % t.eval_every == 0 or final):
+        writer.write({'step': step, **stage.evaluate(state)})
+      if step % t.checkpoint_every == 0 or final:
+        now = time.perf_counter()
+        meta['wall_time_s'] += now - clock
+        clock = now
+        ckpt.save(manager, step, state, data, dict(meta))
+        checksums.saved()
+    checksums.wait()
+    writer.close()
+    summary = {'status': 'completed', 'stage': p.stage, 'step': step,
+               'wall_time_s': meta['wall_time_s'], 'config_hash': run_dir.config_hash(config),
+               **_final_metrics(workdir)}
+    run_dir.write_json_atomically(workdir / run_dir.SUMMARY_FILE, summary)
+    log(f'{p.stage} done: step {step}, ' + ', '.join(
+        f'{k}={v:.4g}' for k, v in summary.items() if k.startswith('eval_')))
+    return summary
 
 
 def _final_metrics(workdir) -> dict:
