@@ -10,5 +10,6 @@
   executors   where runs execute: local subprocesses or Ray tasks
   runner      run_sweep: skip finished runs, resume interrupted ones, record failures
   table       results.csv rebuilt from the run directories, and read back for the fits
+  frames      the results table and every run's curves as pandas DataFrames, for notebooks
   synthetic   sweeps drawn from known laws, for tests and the notebooks
 """

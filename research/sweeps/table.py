@@ -248,7 +248,7 @@ def _parse(name: str, value: str):
   return value
 
 
-def _read(path: run_dir_lib.AnyPath) -> tuple[list[str], list[dict]]:
+def read_table(path: run_dir_lib.AnyPath) -> tuple[list[str], list[dict]]:
   """(column names, parsed rows) of the table at `path`."""
   with io.StringIO(path.read_bytes().decode('utf-8'), newline='') as f:
     reader = csv.DictReader(f)
@@ -261,7 +261,7 @@ def _read(path: run_dir_lib.AnyPath) -> tuple[list[str], list[dict]]:
 
 def read_rows(path_or_workdir) -> list[dict]:
   """The rows of a results table, numbers parsed and empty cells None (text columns: '')."""
-  return _read(results_path(path_or_workdir))[1]
+  return read_table(results_path(path_or_workdir))[1]
 
 
 def _column(name: str, values: list) -> np.ndarray:
@@ -272,7 +272,7 @@ def _column(name: str, values: list) -> np.ndarray:
   return np.array(['' if v is None else str(v) for v in values], dtype=object)
 
 
-def _resolve_run_dir(value: str, base: run_dir_lib.AnyPath, run_id: str) -> str:
+def resolve_run_dir(value: str, base: run_dir_lib.AnyPath, run_id: str) -> str:
   """The run directory as written, else relative to the table, else `<table dir>/<run_id>`."""
   candidates = ([run_dir_lib.as_path(value), base / value] if value else []) + [base / run_id]
   for candidate in candidates:
@@ -291,11 +291,11 @@ def load_results(path_or_workdir, statuses=('completed',)) -> dict[str, np.ndarr
   path = results_path(path_or_workdir)
   if isinstance(statuses, str):
     statuses = (statuses,)
-  names, rows = _read(path)
+  names, rows = read_table(path)
   rows = [r for r in rows if r['status'] in statuses]
   result = {name: _column(name, [r.get(name) for r in rows]) for name in names}
   if 'run_dir' in result:
-    result['run_dir'] = np.array([_resolve_run_dir(d, path.parent, i) for d, i in
+    result['run_dir'] = np.array([resolve_run_dir(d, path.parent, i) for d, i in
                                   zip(result['run_dir'], result['run_id'])], dtype=object)
   return result
 
