@@ -19,7 +19,9 @@ _FULL, _FIRST, _MIDDLE, _LAST = 1, 2, 3, 4
 
 def offline_history(wandb_file) -> list[dict]:
   """Every history row of a `.wandb` transaction log, as {key: value}."""
+  import wandb
   from wandb.proto import wandb_internal_pb2
+  wandb.teardown()  # the W&B service flushes the log and exits: the file is complete
   data = wandb_file.read_bytes()
   assert data[:4] == b':W&B'
   rows, pending, offset = [], b'', _HEADER
@@ -79,3 +81,24 @@ def test_offline_history_holds_the_metrics_jsonl_numbers(tmp_path, monkeypatch):
   assert len(history) == len(logged) == 12
   for row, record in zip(history, logged):
     assert {k: v for k, v in row.items() if not k.startswith('_')} == record
+
+
+def test_a_training_run_logs_to_wandb_what_it_writes_to_metrics_jsonl(tmp_path, monkeypatch):
+  pytest.importorskip('wandb')
+  from research.train.loop import train
+  from tests.train_helpers import tiny_config, write_corpus
+  monkeypatch.setenv('WANDB_MODE', 'offline')
+  monkeypatch.setenv('WANDB_SILENT', 'true')
+  c = tiny_config(write_corpus(tmp_path / 'text'), tmp_path / 'cache', num_steps=6,
+                  eval_every=3, checkpoint_every=6)
+  c.train.update(wandb_project='tests', wandb_group='unit')
+  workdir = tmp_path / 'run'
+  train(c, workdir, log=lambda *_: None)
+  numeric = lambda r: {k: v for k, v in r.items()
+                       if isinstance(v, (int, float)) and not isinstance(v, bool)}
+  logged = [numeric(r) for r in run_dir.metric_records(workdir) if len(numeric(r)) > 1]
+  assert sum('loss' in r for r in logged) == 6 and sum('eval_loss' in r for r in logged) == 2
+  (wandb_file,) = (workdir / run_dir.WANDB_DIR).glob('offline-run-*/run-*.wandb')
+  history = [{k: v for k, v in row.items() if not k.startswith('_')}
+             for row in offline_history(wandb_file)]
+  assert history == logged
