@@ -1,17 +1,24 @@
 """Hugging Face datasets as a corpus (`data.corpus='hf'`), offline on a `save_to_disk` directory:
-the splits hold exactly the saved documents, streaming reads the same, and the grain pipeline
-built on it resumes exactly from a saved iterator state."""
+the splits hold exactly the saved documents, streaming reads the same, the grain pipeline built on
+it resumes exactly from a saved iterator state, and a training run on it preempted and resumed
+ends bitwise equal to an uninterrupted one."""
 
+import os
 import random
+import signal
 
 import numpy as np
 import pytest
 
+from research import run_dir
 from research.config import base_config
 from research.data import corpus
 from research.data import hf_corpus
 from research.data.build import build_data
+from research.train.checkpoint import load_state
+from research.train.loop import train
 from research.train.validate import validate_config
+from tests.train_helpers import assert_states_equal
 
 datasets = pytest.importorskip('datasets')
 
@@ -87,3 +94,30 @@ def test_the_pipeline_on_an_hf_corpus_resumes_exactly(saved, tmp_path):
   for batch in expected:
     np.testing.assert_array_equal(next(resumed.train_iter)['inputs'], batch)
   assert data.train_tokens > data.validation_tokens > 0
+
+
+def test_training_on_an_hf_corpus_preempted_and_resumed_ends_bitwise_equal(saved, tmp_path):
+  """A SIGTERM at step 5 saves and stops the run; run again, it resumes from that checkpoint
+  (params, optimizer and the HF corpus's iterator) and ends as the uninterrupted run."""
+  root, _, _ = saved
+  c = config_for(root)
+  c.model.update(d_model=32, num_layers=2, num_heads=2, num_kv_heads=2, d_ff=64, max_seq_len=16)
+  c.train.update(num_steps=8, checkpoint_every=4, eval_every=8, warmup_steps=2, log_every=1)
+  quiet = dict(log=lambda *_: None)
+  expected = train(c, tmp_path / 'uninterrupted', **quiet)
+  assert expected['status'] == 'completed'
+
+  def preempt_at_step_5(step, batch):
+    if step == 4:  # the batch of step 5: the loop saves after it and returns
+      os.kill(os.getpid(), signal.SIGTERM)
+    return batch
+  workdir = tmp_path / 'preempted'
+  assert train(c, workdir, batch_hook=preempt_at_step_5, **quiet) == {'status': 'preempted',
+                                                                      'step': 5}
+  lines = []
+  assert train(c, workdir, log=lines.append)['status'] == 'completed'
+  assert 'resumed from the checkpoint at step 5' in lines, lines
+  (step, state), (_, reference) = load_state(workdir), load_state(tmp_path / 'uninterrupted')
+  assert step == 8
+  assert_states_equal(state, reference)
+  assert run_dir.read_summary(workdir)['final_eval_loss'] == expected['final_eval_loss']
