@@ -9,7 +9,7 @@ import ml_collections
 from research.model import mup
 from research.model import positions as positions_lib
 from research.model.block import Block, BlockGroup
-from research.model.config import (REMAT_POLICIES, is_moe_layer, resolve_dtype,
+from research.model.config import (REMAT_POLICIES, is_moe_layer, layer_mixer, resolve_dtype,
                                    validate_model_config)
 from research.model.moe import COLLECTION as MOE_COLLECTION
 from research.model.norms import Norm
@@ -58,8 +58,9 @@ class Transformer(nn.Module):
   `positions_BxT` defaults to 0..T-1; pass `deterministic=False` and a 'dropout' rng to train with
   dropout. `return_hidden=True` returns `(hidden_BxTxD, unembed_DxV)` instead of logits, both in
   the compute dtype, for a loss that fuses the output layer. With `decode=True` (inference) the
-  call also reads and updates a 'cache' collection: per-layer keys/values, [B, S, K, H], and
-  per-row `index`, the next free slot; positions then default to index..index+T-1, and token t of
+  call also reads and updates a 'cache' collection: per-layer keys/values, [B, S, K, H] (Mamba
+  layers: convolution inputs and states per slot, see research/model/mamba.py), and per-row
+  `index`, the next free slot; positions then default to index..index+T-1, and token t of
   row b is cached at slot `positions[b, t]`.
   """
   config: ml_collections.ConfigDict
@@ -89,12 +90,12 @@ class Transformer(nn.Module):
     block = _block_class(c, self.decode)
     if scan_groups(c):
       x_BxTxD, _ = block(c, deterministic, self.decode, name='layers')(x_BxTxD, positions_BxT)
-    elif c.scan_layers:
-      x_BxTxD, _ = block(c, deterministic, self.decode, c.num_experts > 0,
+    elif c.scan_layers:  # one kind of mixer (validation refuses scanning a mixed pattern)
+      x_BxTxD, _ = block(c, deterministic, self.decode, c.num_experts > 0, layer_mixer(c, 0),
                          name='layers')(x_BxTxD, positions_BxT)
     else:
       for i in range(c.num_layers):
-        x_BxTxD, _ = block(c, deterministic, self.decode, is_moe_layer(c, i),
+        x_BxTxD, _ = block(c, deterministic, self.decode, is_moe_layer(c, i), layer_mixer(c, i),
                            name=f'layers_{i}')(x_BxTxD, positions_BxT)
 
     if c.final_norm:
