@@ -1,4 +1,4 @@
-"""Import and export Hugging Face `transformers` checkpoints: GPT-2, Llama, Mistral, Mixtral.
+"""Import and export Hugging Face `transformers` checkpoints: GPT-2, Llama, Mistral, Mixtral, Mamba.
 
 `from_pretrained(directory)` reads a `config.json` and `model.safetensors` (or a sharded
 `model.safetensors.index.json`) into a model config and float32 params for `Transformer`;
