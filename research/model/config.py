@@ -78,6 +78,7 @@ def default_model_config() -> ml_collections.ConfigDict:
   c.mamba_d_conv = 4  # taps of the causal depthwise convolution (Z)
   c.mamba_expand = 2  # inner width F = mamba_expand * d_model
   c.mamba_dt_rank = 0  # rank R of the step-size projection; 0: ceil(d_model / 16)
+  c.mtp_heads = 0  # multi-token prediction (research/model/mtp.py): heads for t+2..t+1+n
   return c
 
 
@@ -176,6 +177,8 @@ def _validate_mamba(c: ml_collections.ConfigDict) -> None:
   if not _is_count(mamba_field(c, 'mamba_dt_rank')):
     _fail('mamba_dt_rank', mamba_field(c, 'mamba_dt_rank'), 'must be 0 (ceil(d_model / 16)) or '
           'a positive integer')
+  if not _is_count(mtp_field(c, 'mtp_heads')):
+    _fail('mtp_heads', mtp_field(c, 'mtp_heads'), 'must be an integer >= 0')
   if 'M' not in pattern:
     return
   if len(set(pattern)) > 1 and c.scan_layers:
@@ -191,6 +194,11 @@ def _validate_mamba(c: ml_collections.ConfigDict) -> None:
 def mamba_field(c, name: str):
   """A Mamba field of `c`, or its default when `c` predates Mamba (an older run's config)."""
   return getattr(c, name, _MAMBA_DEFAULTS[name])
+
+
+def mtp_field(c, name: str):
+  """`mtp_heads` of `c`, or 0 when `c` predates multi-token prediction."""
+  return getattr(c, name, 0)
 
 
 def layer_mixer(c, layer: int) -> str:

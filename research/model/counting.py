@@ -23,7 +23,9 @@ model FLOPs are the useful ones.
 
 Mamba layers (model.block_pattern) have no context term: their projections are matmul weights
 like any other, and the Chinchilla count adds the convolution and the selective scan (9 F X per
-token, the Mamba paper's count); they have no feed-forward.
+token, the Mamba paper's count); they have no feed-forward. Multi-token prediction heads
+(model.mtp_heads) count as non-embedding parameters, and each adds its MLP and a readout through
+the output matrix to the FLOPs.
 """
 
 from __future__ import annotations
@@ -36,7 +38,7 @@ import ml_collections
 import numpy as np
 
 from research.model.config import (expert_d_ff, head_dim, is_moe_layer, layer_mixer, moe_field,
-                                   num_attention_layers)
+                                   mtp_field, num_attention_layers)
 from research.model.mamba import dt_rank
 
 
@@ -90,6 +92,14 @@ def _mamba_flops(c) -> int:
   return 2 * z * f + 9 * f * x
 
 
+def _mtp_weights(c) -> tuple[int, int]:
+  """(matmul weights, other params) of the multi-token prediction heads: each a dense MLP and
+  two norms (their readout is the shared output matrix, counted per head in the FLOPs)."""
+  heads = mtp_field(c, 'mtp_heads')
+  matmul, biases = _ffn_weights(c, c.d_ff, heads)
+  return matmul, biases + heads * 2 * c.d_model * (2 if c.norm == 'layernorm' else 1)
+
+
 def _layer_weights(c, layer: int = 0, active: bool = False) -> tuple[int, int]:
   """(matmul weights, other params: biases and norms) of decoder layer `layer`."""
   if layer_mixer(c, layer) == 'mamba':
@@ -106,6 +116,7 @@ def predict_param_counts(c, active: bool = False) -> ParamCounts:
   """Exact parameter counts from the config alone, without building the model; `active`: the
   parameters one token uses (differs from all of them only for Mixture-of-Experts layers)."""
   non_embedding = sum(sum(_layer_weights(c, i, active)) for i in range(c.num_layers))
+  non_embedding += sum(_mtp_weights(c))
   if c.final_norm:
     non_embedding += c.d_model * (2 if c.norm == 'layernorm' else 1)
   embedding = c.vocab_size * c.d_model
@@ -132,7 +143,7 @@ def matmul_weights(c: ml_collections.ConfigDict) -> int:
   """Weights used in matrix multiplies per token: the layers' projections (of an MoE layer the
   router and the experts a token uses) plus the output matrix."""
   return (sum(_layer_weights(c, i, active=True)[0] for i in range(c.num_layers)) +
-          c.d_model * c.vocab_size)
+          _mtp_weights(c)[0] + (1 + mtp_field(c, 'mtp_heads')) * c.d_model * c.vocab_size)
 
 
 def kaplan_flops_per_token(c: ml_collections.ConfigDict, n_ctx: int | None = None) -> dict:
@@ -163,8 +174,9 @@ def chinchilla_flops_per_token(c: ml_collections.ConfigDict, n_ctx: int | None =
   feed_forward = sum(2 * _feed_forward_weights(c, i, active=True)[0] for i in attention_layers)
   mamba_layers = c.num_layers - len(attention_layers)
   mamba = mamba_layers * (2 * _mamba_weights(c)[0] + _mamba_flops(c)) if mamba_layers else 0
+  mtp = 2 * _mtp_weights(c)[0] + mtp_field(c, 'mtp_heads') * final_logits
   forward = (embeddings + len(attention_layers) * attention + feed_forward + mamba +
-             final_logits)
+             final_logits + mtp)
   return {'forward': forward, 'train': 3 * forward}
 
 
