@@ -89,3 +89,6 @@ def test_hybrid_export_is_refused_naming_the_field(tmp_path):
   config.block_pattern, config.norm = 'M', 'layernorm'
   with pytest.raises(ValueError, match='model.norm='):
     hf.save_pretrained(config, params, tmp_path / 'ours')
+  config.norm, config.mtp_heads = 'rmsnorm', 1
+  with pytest.raises(ValueError, match='model.mtp_heads=1'):
+    hf.save_pretrained(config, params, tmp_path / 'ours')

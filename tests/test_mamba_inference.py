@@ -6,11 +6,11 @@ import numpy as np
 import pytest
 
 from research.inference import beam_search, generate, speculative_generate
-from research.inference import cache as cache_lib
 from research.inference.decoder import decoder_for
 from research.inference.recompute import greedy_without_cache
-from tests.test_inference_cache import (TOL, forward, incremental_logits, init_params,
-                                        random_tokens, tiny_config)
+from tests.test_inference_cache import (TOL, assert_cached_decoding_matches_recomputation,
+                                        forward, incremental_logits, init_params, random_tokens,
+                                        tiny_config)
 
 MAMBA = dict(position='none', norm='rmsnorm', use_bias=False, mamba_d_state=4, mamba_d_conv=3,
              block_pattern='M')
@@ -24,14 +24,7 @@ STACKS = {
 
 @pytest.mark.parametrize('name', sorted(STACKS))
 def test_cached_decoding_matches_full_recomputation(name):
-  c = tiny_config(**STACKS[name])
-  params = init_params(c, 1)
-  tokens = random_tokens(c, 1, length=14)
-  full = forward(c, params, tokens)
-  assert float(jnp.std(full)) > 0.5
-  cached, cache = incremental_logits(c, params, tokens, [5, 1, 1, 5, 1, 1])
-  np.testing.assert_allclose(np.asarray(cached), np.asarray(full), atol=TOL, rtol=TOL)
-  assert cache_lib.cache_length(cache) == 32
+  assert_cached_decoding_matches_recomputation(tiny_config(**STACKS[name]))
 
 
 def test_a_rewound_row_recomputes_from_its_stored_state():

@@ -123,6 +123,9 @@ def _export_family(c: ml_collections.ConfigDict):
   if c.get('parametrization', 'standard') != 'standard':
     _no_equivalent('parametrization', c.parametrization, 'gpt2 or llama', 'their attention and '
                    'output layer have no muP multipliers')
+  if c.get('mtp_heads', 0):
+    _no_equivalent('mtp_heads', c.mtp_heads, 'gpt2, llama or mamba', 'they have no multi-token '
+                   'prediction heads')
   if 'M' in c.get('block_pattern', 'A'):
     family, model_type = mamba, 'mamba'
   elif c.num_experts:
