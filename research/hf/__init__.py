@@ -5,8 +5,8 @@
 `save_pretrained(model_config, params, directory)` writes the files back so that
 `transformers.AutoModelForCausalLM.from_pretrained(directory)` computes the same logits.
 
-A family is one module (`gpt2`, `llama`, `mixtral`): its config fields both ways and one table of tensor
-rules (`tables.Rule`) that import and export both read. Adding a family is adding such a module
+A family is one module (`gpt2`, `llama`, `mixtral`, `mamba`): its config fields both ways and
+one table of tensor rules (`tables.Rule`) that import and export both read. Adding a family is adding such a module
 to `convert.FAMILIES`.
 """
 

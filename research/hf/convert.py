@@ -29,7 +29,8 @@ CONFIG_FILE = 'config.json'
 WEIGHTS_FILE = 'model.safetensors'
 WEIGHTS_INDEX_FILE = 'model.safetensors.index.json'
 PICKLE_FILES = ('pytorch_model.bin', 'pytorch_model.bin.index.json')
-FAMILIES = (gpt2, llama, mixtral, mamba)  # each: MODEL_TYPES, config_from_hf/to_hf, exportable, rules
+# Each: MODEL_TYPES, config_from_hf/to_hf, exportable, rules.
+FAMILIES = (gpt2, llama, mixtral, mamba)
 BY_MODEL_TYPE = {t: family for family in FAMILIES for t in family.MODEL_TYPES}
 
 
@@ -81,7 +82,8 @@ def _read_weights(directory: str) -> tuple[dict, str]:
 
 
 def from_pretrained(directory: str | os.PathLike) -> tuple[ml_collections.ConfigDict, dict]:
-  """Reads a Hugging Face GPT-2/Llama/Mistral/Mixtral/Mamba directory -> (model config, float32 params).
+  """Reads a Hugging Face GPT-2/Llama/Mistral/Mixtral/Mamba directory -> (model config,
+  float32 params).
 
   The params are a nested dict of jnp arrays for `Transformer(config).apply({'params': params},
   tokens)`, with unscanned layers (`layers_{i}`). Raises ValueError naming the file and field for
