@@ -64,4 +64,4 @@ def test_beam_search_of_width_one_is_greedy_and_speculative_equals_greedy():
   got, stats = speculative_generate(c, params, draft, init_params(draft, 5), prompt, 10,
                                     num_draft=3)
   np.testing.assert_array_equal(got, want)
-  assert 0 < stats.rounds < 10  # the draft was sometimes right: rounds were rewound and reused
+  assert stats.accepted < stats.proposed  # rejected drafts: both caches were rewound
