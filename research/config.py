@@ -66,6 +66,7 @@ def default_train_config() -> ml_collections.ConfigDict:
   c.grad_clip_norm = 1.0
   c.z_loss = 0.0
   c.loss_chunk_len = 32  # fuse output layer + loss over chunks of <= this many positions; 0: off
+  c.mtp_loss_weight = 1.0  # weight of the mean multi-token head loss (model.mtp_heads > 0)
   c.log_every = 10
   c.eval_every = 200
   c.checkpoint_every = 200

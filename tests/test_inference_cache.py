@@ -88,9 +88,8 @@ def incremental_logits(c, params, tokens_BxT, chunks, slots=32):
   return jnp.concatenate(out, axis=1), cache
 
 
-@pytest.mark.parametrize('name', sorted(VARIANTS))
-def test_cached_decoding_matches_full_recomputation(name):
-  c = tiny_config(**VARIANTS[name])
+def assert_cached_decoding_matches_recomputation(c):
+  """Chunks of 5 and 1 tokens through the cache give the training model's logits."""
   params = init_params(c, 1)
   tokens = random_tokens(c, 1, length=14)
   full = forward(c, params, tokens)
@@ -98,6 +97,11 @@ def test_cached_decoding_matches_full_recomputation(name):
   cached, cache = incremental_logits(c, params, tokens, [5, 1, 1, 5, 1, 1])
   np.testing.assert_allclose(np.asarray(cached), np.asarray(full), atol=TOL, rtol=TOL)
   np.testing.assert_array_equal(np.asarray(cache['index']), [14, 14])
+
+
+@pytest.mark.parametrize('name', sorted(VARIANTS))
+def test_cached_decoding_matches_full_recomputation(name):
+  assert_cached_decoding_matches_recomputation(tiny_config(**VARIANTS[name]))
 
 
 def test_model_call_without_positions_follows_the_cache_index():

@@ -1,12 +1,12 @@
-"""Import and export Hugging Face `transformers` checkpoints: GPT-2, Llama, Mistral, Mixtral.
+"""Import and export Hugging Face `transformers` checkpoints: GPT-2, Llama, Mistral, Mixtral, Mamba.
 
 `from_pretrained(directory)` reads a `config.json` and `model.safetensors` (or a sharded
 `model.safetensors.index.json`) into a model config and float32 params for `Transformer`;
 `save_pretrained(model_config, params, directory)` writes the files back so that
 `transformers.AutoModelForCausalLM.from_pretrained(directory)` computes the same logits.
 
-A family is one module (`gpt2`, `llama`, `mixtral`): its config fields both ways and one table of tensor
-rules (`tables.Rule`) that import and export both read. Adding a family is adding such a module
+A family is one module (`gpt2`, `llama`, `mixtral`, `mamba`): its config fields both ways and
+one table of tensor rules (`tables.Rule`) that import and export both read. Adding a family is adding such a module
 to `convert.FAMILIES`.
 """
 

@@ -20,6 +20,7 @@ import safetensors.numpy
 
 from research.hf import gpt2
 from research.hf import llama
+from research.hf import mamba
 from research.hf import mixtral
 from research.hf.tables import Tensors, to_hf, to_ours
 from research.model.config import validate_model_config
@@ -28,7 +29,8 @@ CONFIG_FILE = 'config.json'
 WEIGHTS_FILE = 'model.safetensors'
 WEIGHTS_INDEX_FILE = 'model.safetensors.index.json'
 PICKLE_FILES = ('pytorch_model.bin', 'pytorch_model.bin.index.json')
-FAMILIES = (gpt2, llama, mixtral)  # each: MODEL_TYPES, config_from_hf/to_hf, exportable, rules
+# Each: MODEL_TYPES, config_from_hf/to_hf, exportable, rules.
+FAMILIES = (gpt2, llama, mixtral, mamba)
 BY_MODEL_TYPE = {t: family for family in FAMILIES for t in family.MODEL_TYPES}
 
 
@@ -80,7 +82,8 @@ def _read_weights(directory: str) -> tuple[dict, str]:
 
 
 def from_pretrained(directory: str | os.PathLike) -> tuple[ml_collections.ConfigDict, dict]:
-  """Reads a Hugging Face GPT-2/Llama/Mistral/Mixtral directory -> (model config, float32 params).
+  """Reads a Hugging Face GPT-2/Llama/Mistral/Mixtral/Mamba directory -> (model config,
+  float32 params).
 
   The params are a nested dict of jnp arrays for `Transformer(config).apply({'params': params},
   tokens)`, with unscanned layers (`layers_{i}`). Raises ValueError naming the file and field for
@@ -122,7 +125,12 @@ def _export_family(c: ml_collections.ConfigDict):
   if c.get('parametrization', 'standard') != 'standard':
     _no_equivalent('parametrization', c.parametrization, 'gpt2 or llama', 'their attention and '
                    'output layer have no muP multipliers')
-  if c.num_experts:
+  if c.get('mtp_heads', 0):
+    _no_equivalent('mtp_heads', c.mtp_heads, 'gpt2, llama or mamba', 'they have no multi-token '
+                   'prediction heads')
+  if 'M' in c.get('block_pattern', 'A'):
+    family, model_type = mamba, 'mamba'
+  elif c.num_experts:
     family, model_type = mixtral, mixtral.export_type(c)
   elif c.position == 'learned':
     family, model_type = gpt2, 'gpt2'
@@ -135,7 +143,8 @@ def _export_family(c: ml_collections.ConfigDict):
   for field, value in want.items():
     if c[field] != value:
       _no_equivalent(field, c[field], model_type, f'it needs {field}={value!r} with '
-                     f'position={c.position!r}')
+                     f'position={c.position!r}' + (' (every layer Mamba)'
+                                                   if family is mamba else ''))
   return family, model_type
 
 
@@ -162,7 +171,8 @@ def save_pretrained(model_config: ml_collections.ConfigDict, params,
 
   GPT-2 style: learned positions, LayerNorm, GELU, biases. Llama style: RoPE, RMSNorm, SwiGLU
   (biases optional; a sliding window exports as Mistral). Mixtral: Llama style without biases,
-  every layer a dropless MoE without shared experts. All pre-norm with a final norm.
+  every layer a dropless MoE without shared experts. Mamba: every layer Mamba
+  (block_pattern='M'), RMSNorm, no positions. All pre-norm with a final norm.
   `params` may be boxed (logical partitioning) or plain, scanned (`layers`) or not. Anything
   without a Hugging Face equivalent raises ValueError naming the field. No tokenizer is written,
   and bos/eos token ids are left unset.

@@ -6,16 +6,17 @@ adds one (`A1` = A + 1), and a bare 1 is a broadcast axis. The letters, everywhe
 
   B  batch rows                        T  positions of the input (the queries)
   S  positions attended over: keys and values, cache slots
-  D  model width (d_model)             F  feed-forward width (d_ff)
+  D  model width (d_model)             F  feed-forward width (d_ff); Mamba's inner width
   N  query heads                       K  key/value heads
   G  query heads per key/value head    H  head size
-  R  rotation frequencies (H / 2 for RoPE, D / 2 for the sinusoidal table)
+  R  rotation frequencies (H / 2 for RoPE, D / 2 for the sinusoidal table); Mamba's step rank
   V  vocabulary                        L  layers
   P  rows of a learned position table (max_seq_len)
   Q  a block of queries                U  a block of keys and values (blockwise attention)
   C  chunks of positions (the fused loss)
   J  groups of input features (quantisation)
-  Z  items per chunk or group
+  Z  items per chunk or group; taps of Mamba's convolution
+  X  states per channel of a state-space (Mamba) layer
   W  beams (beam search)               M  new tokens generated
   A  draft tokens per speculative round
   E  samples drawn per prompt (a GRPO group)

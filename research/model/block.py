@@ -10,6 +10,7 @@ import ml_collections
 
 from research.model import mup
 from research.model.attention import Attention
+from research.model.mamba import Mamba
 from research.model.config import head_dim, is_moe_layer, resolve_dtype
 from research.model.mlp import MLP
 from research.model.moe import MoE
@@ -21,12 +22,14 @@ class Block(nn.Module):
 
   Called as `(x, positions) -> (x, None)` so the same module can be scanned over layers.
   `decode=True` makes attention use and extend its key/value cache; `moe=True` makes the
-  feed-forward a Mixture of Experts.
+  feed-forward a Mixture of Experts. `mixer='mamba'` makes the layer one Mamba sub-layer
+  (research/model/mamba.py) with no feed-forward, as in the Mamba paper and transformers.
   """
   config: ml_collections.ConfigDict
   deterministic: bool = True
   decode: bool = False
   moe: bool = False
+  mixer: str = 'attention'  # attention | mamba
 
   @nn.compact
   def __call__(self, x_BxTxD, positions_BxT):
@@ -37,6 +40,18 @@ class Block(nn.Module):
     std = mup.hidden_init_std(c, c.init_std)
     out_std = std / math.sqrt(2 * c.num_layers)
     norm = lambda name: Norm(c.norm, c.norm_eps, dtype, param_dtype, name=name)
+    dropout = nn.Dropout(c.dropout_rate, deterministic=self.deterministic)
+    x_BxTxD = nn.with_logical_constraint(x_BxTxD, ('batch', 'length', 'embed'))
+    if self.mixer == 'mamba':
+      mamba = Mamba(d_state=c.mamba_d_state, d_conv=c.mamba_d_conv, expand=c.mamba_expand,
+                    dt_rank=c.mamba_dt_rank, use_bias=c.use_bias, init_std=std,
+                    out_init_std=out_std, dtype=dtype, param_dtype=param_dtype,
+                    decode=self.decode, name='mamba')
+      if c.norm_position == 'pre':
+        x_BxTxD = x_BxTxD + dropout(mamba(norm('mamba_norm')(x_BxTxD), positions_BxT))
+      else:
+        x_BxTxD = norm('mamba_norm')(x_BxTxD + dropout(mamba(x_BxTxD, positions_BxT)))
+      return nn.with_logical_constraint(x_BxTxD, ('batch', 'length', 'embed')), None
     attention = Attention(
         num_heads=c.num_heads, num_kv_heads=c.num_kv_heads, head_dim=head_dim(c),
         use_bias=c.use_bias, position=c.position, rope_base=c.rope_base,
@@ -50,9 +65,6 @@ class Block(nn.Module):
       mlp = MLP(kind=c.mlp, d_ff=c.d_ff, use_bias=c.use_bias,
                 gelu_approximate=c.gelu_approximate, init_std=std, out_init_std=out_std,
                 dtype=dtype, param_dtype=param_dtype, name='mlp')
-    dropout = nn.Dropout(c.dropout_rate, deterministic=self.deterministic)
-
-    x_BxTxD = nn.with_logical_constraint(x_BxTxD, ('batch', 'length', 'embed'))
     if c.norm_position == 'pre':
       x_BxTxD = x_BxTxD + dropout(attention(norm('attn_norm')(x_BxTxD), positions_BxT))
       x_BxTxD = x_BxTxD + dropout(mlp(norm('mlp_norm')(x_BxTxD)))

@@ -27,6 +27,7 @@ REMAT_POLICIES = {
 }
 DTYPES = ('auto', 'float32', 'bfloat16', 'float16')
 MOE_IMPLS = ('grouped', 'reference')
+MIXERS = {'A': 'attention', 'M': 'mamba'}  # the letters of model.block_pattern
 
 
 def default_model_config() -> ml_collections.ConfigDict:
@@ -71,6 +72,13 @@ def default_model_config() -> ml_collections.ConfigDict:
   c.load_balance_loss_weight = 0.01  # Switch load-balancing loss, summed over MoE layers
   c.router_z_loss_weight = 0.001  # router z-loss (ST-MoE), summed over MoE layers
   c.moe_impl = 'grouped'  # grouped (sort + ragged_dot, or capacity buffers) | reference (dense)
+  # Mamba (research/model/mamba.py): layer i is block_pattern[i % len(block_pattern)].
+  c.block_pattern = 'A'  # 'A' attention + MLP, 'M' Mamba mixer; e.g. 'M', 'MMMA' (hybrid)
+  c.mamba_d_state = 16  # SSM states per channel (X)
+  c.mamba_d_conv = 4  # taps of the causal depthwise convolution (Z)
+  c.mamba_expand = 2  # inner width F = mamba_expand * d_model
+  c.mamba_dt_rank = 0  # rank R of the step-size projection; 0: ceil(d_model / 16)
+  c.mtp_heads = 0  # multi-token prediction (research/model/mtp.py): heads for t+2..t+1+n
   return c
 
 
@@ -122,6 +130,7 @@ def validate_model_config(c: ml_collections.ConfigDict) -> None:
     _fail('parametrization', parametrization, 'muP multipliers for routers and experts are not '
           'defined here; use model.num_experts=0 or the standard parametrization')
   _validate_moe(c)
+  _validate_mamba(c)
 
 
 def _is_count(value) -> bool:
@@ -156,6 +165,53 @@ def _validate_moe(c: ml_collections.ConfigDict) -> None:
           'model.scan_layers=True (layers are scanned in groups of moe_every)')
 
 
+def _validate_mamba(c: ml_collections.ConfigDict) -> None:
+  """The block pattern and the Mamba fields."""
+  pattern = mamba_field(c, 'block_pattern')
+  if not isinstance(pattern, str) or not pattern or set(pattern) - set(MIXERS):
+    _fail('block_pattern', pattern, f'must be a non-empty string of {tuple(MIXERS)} '
+          '(A: attention, M: Mamba), repeated over the layers')
+  for field in ('mamba_d_state', 'mamba_d_conv', 'mamba_expand'):
+    if not _is_count(mamba_field(c, field)) or mamba_field(c, field) < 1:
+      _fail(field, mamba_field(c, field), 'must be a positive integer')
+  if not _is_count(mamba_field(c, 'mamba_dt_rank')):
+    _fail('mamba_dt_rank', mamba_field(c, 'mamba_dt_rank'), 'must be 0 (ceil(d_model / 16)) or '
+          'a positive integer')
+  if not _is_count(mtp_field(c, 'mtp_heads')):
+    _fail('mtp_heads', mtp_field(c, 'mtp_heads'), 'must be an integer >= 0')
+  if 'M' not in pattern:
+    return
+  if len(set(pattern)) > 1 and c.scan_layers:
+    _fail('block_pattern', pattern, 'mixes attention and Mamba layers, which cannot be scanned; '
+          'set model.scan_layers=False (or use a pattern of one kind)')
+  if c.num_experts:
+    _fail('num_experts', c.num_experts, 'Mixture of Experts is not supported with Mamba layers '
+          f'(model.block_pattern={pattern!r})')
+  if c.get('parametrization', 'standard') == 'mup':
+    _fail('parametrization', 'mup', 'muP multipliers for Mamba layers are not defined here')
+
+
+def mamba_field(c, name: str):
+  """A Mamba field of `c`, or its default when `c` predates Mamba (an older run's config)."""
+  return getattr(c, name, _MAMBA_DEFAULTS[name])
+
+
+def mtp_field(c, name: str):
+  """`mtp_heads` of `c`, or 0 when `c` predates multi-token prediction."""
+  return getattr(c, name, 0)
+
+
+def layer_mixer(c, layer: int) -> str:
+  """'attention' or 'mamba': the mixer of decoder layer `layer` (from 0)."""
+  pattern = mamba_field(c, 'block_pattern')
+  return MIXERS[pattern[layer % len(pattern)]]
+
+
+def num_attention_layers(c) -> int:
+  """How many decoder layers are attention layers."""
+  return sum(layer_mixer(c, i) == 'attention' for i in range(c.num_layers))
+
+
 def head_dim(c: ml_collections.ConfigDict) -> int:
   """Size of one attention head."""
   return c.head_dim or c.d_model // c.num_heads
@@ -187,3 +243,5 @@ _MOE_DEFAULTS = {k: v for k, v in default_model_config().items()
                  if k in ('num_experts', 'experts_per_token', 'moe_d_ff', 'num_shared_experts',
                           'moe_every', 'expert_capacity_factor', 'router_renormalize',
                           'load_balance_loss_weight', 'router_z_loss_weight', 'moe_impl')}
+_MAMBA_DEFAULTS = {k: v for k, v in default_model_config().items()
+                   if k == 'block_pattern' or k.startswith('mamba_')}

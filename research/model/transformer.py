@@ -9,9 +9,10 @@ import ml_collections
 from research.model import mup
 from research.model import positions as positions_lib
 from research.model.block import Block, BlockGroup
-from research.model.config import (REMAT_POLICIES, is_moe_layer, resolve_dtype,
-                                   validate_model_config)
+from research.model.config import (REMAT_POLICIES, is_moe_layer, layer_mixer, mtp_field,
+                                   resolve_dtype, validate_model_config)
 from research.model.moe import COLLECTION as MOE_COLLECTION
+from research.model.mtp import MTPHeads
 from research.model.norms import Norm
 
 
@@ -58,9 +59,12 @@ class Transformer(nn.Module):
   `positions_BxT` defaults to 0..T-1; pass `deterministic=False` and a 'dropout' rng to train with
   dropout. `return_hidden=True` returns `(hidden_BxTxD, unembed_DxV)` instead of logits, both in
   the compute dtype, for a loss that fuses the output layer. With `decode=True` (inference) the
-  call also reads and updates a 'cache' collection: per-layer keys/values, [B, S, K, H], and
-  per-row `index`, the next free slot; positions then default to index..index+T-1, and token t of
-  row b is cached at slot `positions[b, t]`.
+  call also reads and updates a 'cache' collection: per-layer keys/values, [B, S, K, H] (Mamba
+  layers: convolution inputs and states per slot, see research/model/mamba.py), and per-row
+  `index`, the next free slot; positions then default to index..index+T-1, and token t of
+  row b is cached at slot `positions[b, t]`. With `model.mtp_heads` > 0, `return_mtp=True`
+  returns `(output, heads)`: `heads` holds head k's logits [B, T, V] (hidden [B, T, D] with
+  `return_hidden`) for the token k + 2 positions ahead (research/model/mtp.py).
   """
   config: ml_collections.ConfigDict
   decode: bool = False
@@ -70,7 +74,7 @@ class Transformer(nn.Module):
 
   @nn.compact
   def __call__(self, tokens_BxT, positions_BxT=None, deterministic: bool = True,
-               return_hidden: bool = False):
+               return_hidden: bool = False, return_mtp: bool = False):
     c = self.config
     dtype, param_dtype = resolve_dtype(c.dtype), jnp.dtype(c.param_dtype)
     if self.decode:
@@ -89,18 +93,19 @@ class Transformer(nn.Module):
     block = _block_class(c, self.decode)
     if scan_groups(c):
       x_BxTxD, _ = block(c, deterministic, self.decode, name='layers')(x_BxTxD, positions_BxT)
-    elif c.scan_layers:
-      x_BxTxD, _ = block(c, deterministic, self.decode, c.num_experts > 0,
+    elif c.scan_layers:  # one kind of mixer (validation refuses scanning a mixed pattern)
+      x_BxTxD, _ = block(c, deterministic, self.decode, c.num_experts > 0, layer_mixer(c, 0),
                          name='layers')(x_BxTxD, positions_BxT)
     else:
       for i in range(c.num_layers):
-        x_BxTxD, _ = block(c, deterministic, self.decode, is_moe_layer(c, i),
+        x_BxTxD, _ = block(c, deterministic, self.decode, is_moe_layer(c, i), layer_mixer(c, i),
                            name=f'layers_{i}')(x_BxTxD, positions_BxT)
 
+    heads = ()
+    if mtp_field(c, 'mtp_heads') and (return_mtp or self.is_initializing()):
+      heads = MTPHeads(c, name='mtp')(x_BxTxD)
     if c.final_norm:
       x_BxTxD = Norm(c.norm, c.norm_eps, dtype, param_dtype, name='final_norm')(x_BxTxD)
-    if mup.output_multiplier(c) != 1.0:  # muP: logits / width multiplier
-      x_BxTxD = x_BxTxD * mup.output_multiplier(c)
     if c.tied_embedding:
       unembed_DxV = embed_VxD.T
     else:
@@ -108,9 +113,19 @@ class Transformer(nn.Module):
           'unembed',
           nn.with_logical_partitioning(nn.initializers.normal(c.init_std), ('embed', 'vocab')),
           (c.d_model, c.vocab_size), param_dtype)
-    x_BxTxD, unembed_DxV = x_BxTxD.astype(dtype), unembed_DxV.astype(dtype)
-    if return_hidden:
-      return x_BxTxD, unembed_DxV
-    logits_BxTxV = jnp.einsum('btd,dv->btv', x_BxTxD, unembed_DxV,
-                              preferred_element_type=jnp.float32)
-    return nn.with_logical_constraint(logits_BxTxV, ('batch', 'length', 'vocab'))
+    unembed_DxV = unembed_DxV.astype(dtype)
+
+    def output(h_BxTxD):
+      if mup.output_multiplier(c) != 1.0:  # muP: logits / width multiplier
+        h_BxTxD = h_BxTxD * mup.output_multiplier(c)
+      h_BxTxD = h_BxTxD.astype(dtype)
+      if return_hidden:
+        return h_BxTxD
+      logits_BxTxV = jnp.einsum('btd,dv->btv', h_BxTxD, unembed_DxV,
+                                preferred_element_type=jnp.float32)
+      return nn.with_logical_constraint(logits_BxTxV, ('batch', 'length', 'vocab'))
+
+    main = (output(x_BxTxD), unembed_DxV) if return_hidden else output(x_BxTxD)
+    if return_mtp:
+      return main, tuple(output(h_BxTxD) for h_BxTxD in heads)
+    return main

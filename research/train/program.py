@@ -50,7 +50,7 @@ def build_program(config: ml_collections.ConfigDict, mesh: Mesh, rules) -> Progr
       batch_sharding=batch_sharding,
       init_state=jax.jit(lambda: init_state(m, optimizer, t.seed), out_shardings=shardings),
       train_step=jax.jit(make_train_step(m, optimizer, t.z_loss, t.grad_accum_steps,
-                                         t.loss_chunk_len),
+                                         t.loss_chunk_len, t.get('mtp_loss_weight', 1.0)),
                          in_shardings=(shardings, batch_sharding),
                          out_shardings=(shardings, None), donate_argnums=0),
       eval_step=jax.jit(make_eval_step(m), in_shardings=(shardings.params, batch_sharding)),

@@ -10,6 +10,7 @@ import optax
 
 from research.model import Transformer
 from research.model import moe
+from research.model.config import mtp_field
 from research.train.fused_loss import chunk_length, fused_cross_entropy
 from research.train.state import TrainState
 
@@ -24,29 +25,53 @@ def cross_entropy(logits_BxTxV, targets_BxT, z_loss: float = 0.0):
   return loss, jnp.mean(nll_BxT)
 
 
+def mtp_losses(heads, unembed_DxV, targets_BxT) -> list:
+  """Mean cross-entropy of each multi-token head: head k (from 0) at position t predicts
+  targets[t + k + 1], so its last k + 1 positions have no target and are left out."""
+  losses = []
+  for k, h_BxTxD in enumerate(heads):
+    logits_BxTxV = jnp.einsum('btd,dv->btv', h_BxTxD[:, :-(k + 1)], unembed_DxV,
+                              preferred_element_type=jnp.float32)
+    losses.append(cross_entropy(logits_BxTxV, targets_BxT[:, k + 1:])[1])
+  return losses
+
+
 def make_train_step(model_config, optimizer, z_loss: float = 0.0, grad_accum_steps: int = 1,
-                    loss_chunk_len: int = 0):
+                    loss_chunk_len: int = 0, mtp_loss_weight: float = 1.0):
   """A pure `(state, batch) -> (state, metrics)`; the global batch is split into micro-batches.
 
   With `loss_chunk_len` > 0 the output layer and the loss are fused over chunks of that many
   positions (at most; see `fused_loss.chunk_length`), so the [B, T, V] logits are never stored.
   Mixture-of-Experts layers add their weighted auxiliary losses (`moe.aux_loss`) to the loss
   that is differentiated, and their per-layer figures (`moe.metrics`) to the metrics.
+  Multi-token prediction heads (`model.mtp_heads`) add `mtp_loss_weight` x the mean of their
+  losses, each logged as `mtp_loss_{k}` (k tokens ahead); `loss` stays the next-token loss.
   """
   model = Transformer(model_config)
+  heads = mtp_field(model_config, 'mtp_heads')
 
   def loss_fn(params, inputs_BxT, targets_BxT):
     apply = lambda **kw: model.apply({'params': params}, inputs_BxT, mutable=[moe.COLLECTION],
-                                     **kw)
+                                     return_mtp=heads > 0, **kw)
     if loss_chunk_len:
-      (hidden_BxTxD, unembed_DxV), sown = apply(return_hidden=True)
+      outputs, sown = apply(return_hidden=True)
+      (hidden_BxTxD, unembed_DxV), head_outputs = outputs if heads else (outputs, ())
       chunk_len = chunk_length(inputs_BxT.shape[1], loss_chunk_len)
       loss, nll = fused_cross_entropy(hidden_BxTxD, unembed_DxV, targets_BxT, chunk_len, z_loss)
     else:
-      logits_BxTxV, sown = apply()
-      loss, nll = cross_entropy(logits_BxTxV, targets_BxT, z_loss)
+      outputs, sown = apply(return_hidden=heads > 0)
+      if heads:
+        ((hidden_BxTxD, unembed_DxV), head_outputs) = outputs
+        outputs = jnp.einsum('btd,dv->btv', hidden_BxTxD, unembed_DxV,
+                             preferred_element_type=jnp.float32)
+      loss, nll = cross_entropy(outputs, targets_BxT, z_loss)
     sown = sown.get(moe.COLLECTION, {})
-    return loss + moe.aux_loss(sown, model_config), (nll, moe.metrics(sown, model_config))
+    metrics = moe.metrics(sown, model_config)
+    if heads:
+      losses = mtp_losses(head_outputs, unembed_DxV, targets_BxT)
+      loss = loss + mtp_loss_weight * sum(losses) / heads
+      metrics.update({f'mtp_loss_{k + 2}': l for k, l in enumerate(losses)})
+    return loss + moe.aux_loss(sown, model_config), (nll, metrics)
 
   grad_fn = jax.value_and_grad(loss_fn, has_aux=True)
 

@@ -67,6 +67,11 @@ def validate_config(config: ml_collections.ConfigDict, num_devices: int | None =
     _fail('train.warmup_steps', t.warmup_steps, 'must be >= 0')
   if not isinstance(t.loss_chunk_len, int) or t.loss_chunk_len < 0:
     _fail('train.loss_chunk_len', t.loss_chunk_len, 'must be an integer >= 0 (0 turns chunking off)')
+  mtp_weight = t.get('mtp_loss_weight', 1.0)
+  if not isinstance(mtp_weight, (int, float)) or isinstance(mtp_weight, bool) or mtp_weight < 0:
+    _fail('train.mtp_loss_weight', mtp_weight, 'must be a number >= 0')
+  if m.get('mtp_heads', 0) and d.seq_len <= m.mtp_heads:
+    _fail('model.mtp_heads', m.mtp_heads, f'leaves no target within data.seq_len={d.seq_len}')
   if t.learning_rate <= 0:
     _fail('train.learning_rate', t.learning_rate, 'must be positive')
   if t.batch_size % t.grad_accum_steps:
