@@ -36,8 +36,11 @@ def default_data_config() -> ml_collections.ConfigDict:
   c.hf_max_documents = 0  # corpus=hf: read at most this many documents per split (0 = all)
   c.data_dir = ''  # cache for downloads and built datasets; '' = $RESEARCH_DATA_DIR or ~/.cache
   c.validation_fraction = 0.05  # share of documents held out, chosen by a hash of the document
-  c.tokenizer_path = ''  # '' = train a byte-level BPE of model.vocab_size; else a tokenizer.json
-  c.tokenizer_train_chars = 20_000_000  # characters of the train split used to fit the BPE
+  # The kind trained on the train split: bpe (byte-level) | sentencepiece_unigram |
+  # sentencepiece_bpe | wordpiece | char | byte (research/data/tokenizer_kinds.py).
+  c.tokenizer = 'bpe'
+  c.tokenizer_path = ''  # '' = train data.tokenizer; else a tokenizer.json or SentencePiece .model
+  c.tokenizer_train_chars = 20_000_000  # characters of the train split the tokenizer is fit on
   c.seq_len = 128  # tokens per training window (each window holds seq_len + 1 tokens)
   c.seed = 0  # shuffling seed
   c.unique_tokens = 0  # > 0: train on this many distinct tokens, repeated (data-constrained runs)

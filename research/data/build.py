@@ -11,7 +11,9 @@ from tokenizers import Tokenizer
 
 from research.data import corpus
 from research.data import pipeline
+from research import run_dir
 from research.data import tokenizer as tokenizer_lib
+from research.data import tokenizer_kinds
 from research.run_dir import as_path
 
 
@@ -37,21 +39,30 @@ def unigram_entropy(stream_T: np.ndarray, vocab_size: int) -> float:
 
 def resolve_tokenizer(data_config: ml_collections.ConfigDict, vocab_size: int,
                       train_texts, workdir_tokenizer_path: str) -> Tokenizer:
-  """`data.tokenizer_path` if set; else the run's saved tokenizer; else a new BPE on train text.
+  """`data.tokenizer_path` if set; else the run's saved tokenizer; else a new `data.tokenizer` of
+  `vocab_size` fitted on train text.
 
-  The tokenizer in use is always saved at `workdir_tokenizer_path`, so the run directory holds it.
+  The tokenizer in use is always saved at `workdir_tokenizer_path`, so the run directory holds it;
+  a SentencePiece one also leaves its `.model` beside it (run_dir.SENTENCEPIECE_FILE).
   """
+  tokenizer_kinds.check_kind(data_config.tokenizer)
   if data_config.tokenizer_path:
-    tokenizer = tokenizer_lib.load_tokenizer(data_config.tokenizer_path)
+    trained = tokenizer_kinds.load(data_config.tokenizer_path)
   elif as_path(workdir_tokenizer_path).exists():
-    tokenizer = tokenizer_lib.load_tokenizer(workdir_tokenizer_path)
+    trained = tokenizer_kinds.Trained(tokenizer_lib.load_tokenizer(workdir_tokenizer_path))
   else:
-    tokenizer = tokenizer_lib.train_tokenizer(train_texts, vocab_size,
-                                              data_config.tokenizer_train_chars)
+    trained = tokenizer_kinds.train(data_config.tokenizer, train_texts, vocab_size,
+                                    data_config.tokenizer_train_chars)
+  tokenizer = trained.tokenizer
   size = tokenizer.get_vocab_size(with_added_tokens=True)
   if size > vocab_size:
     raise ValueError(f'The tokenizer has {size} tokens but model.vocab_size={vocab_size}; raise '
                      'model.vocab_size or use a smaller tokenizer (data.tokenizer_path).')
+  model_path = as_path(workdir_tokenizer_path).parent / run_dir.SENTENCEPIECE_FILE
+  if trained.sentencepiece_model is not None and not model_path.exists():
+    model = trained.sentencepiece_model
+    model_path.parent.mkdir(parents=True, exist_ok=True)
+    run_dir.write_atomically(model_path, lambda tmp: as_path(tmp).write_bytes(model))
   if not as_path(workdir_tokenizer_path).exists():
     tokenizer_lib.save_tokenizer(tokenizer, workdir_tokenizer_path)
   return tokenizer

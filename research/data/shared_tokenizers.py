@@ -1,4 +1,4 @@
-"""Data for many runs at once (a sweep): each corpus built once, each distinct BPE fitted once.
+"""Data for many runs at once (a sweep): each corpus built once, each distinct tokenizer fit once.
 
 Runs started in parallel would race to build the same corpus, and each would fit the same BPE
 again. BPE fitting is deterministic, so the shared copy placed in a run directory is the tokenizer
@@ -18,6 +18,7 @@ import ml_collections
 from research import run_dir as run_dir_lib
 from research.data import corpus
 from research.data import tokenizer as tokenizer_lib
+from research.data import tokenizer_kinds
 
 # Data fields a fitted BPE does not depend on.
 _NOT_TOKENIZER_FIELDS = ('seq_len', 'seed', 'eval_batches', 'tokenizer_path', 'unique_tokens')
@@ -26,6 +27,8 @@ _NOT_TOKENIZER_FIELDS = ('seq_len', 'seed', 'eval_batches', 'tokenizer_path', 'u
 def tokenizer_key(config: ml_collections.ConfigDict) -> str:
   """What a run's BPE depends on: its corpus, split, character cap and vocabulary size."""
   data = {k: v for k, v in config.data.to_dict().items() if k not in _NOT_TOKENIZER_FIELDS}
+  if data.get('tokenizer') == 'bpe':  # the default: keys stay those of runs made before the field
+    del data['tokenizer']
   key = {'data': data, 'vocab_size': config.model.vocab_size}
   return hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:12]
 
@@ -48,21 +51,28 @@ def prepare_data(runs: Sequence[tuple[str, ml_collections.ConfigDict, pathlib.Pa
     unfitted = [run_dir for _, c, run_dir in members if not c.data.tokenizer_path
                 and not (run_dir / run_dir_lib.TOKENIZER_FILE).exists()]
     shared = run_dir_lib.as_path(shared_dir) / f'{key}.json'
+    shared_model = shared.with_suffix(tokenizer_kinds.SENTENCEPIECE_SUFFIX)
     try:
       source = corpus.load_split(config.data, 'train')
       corpus.load_split(config.data, 'validation')
       if not share_tokenizer or not unfitted:
         continue
       if not shared.exists():
-        log(f'fitting the shared tokenizer {shared.name} (vocab {config.model.vocab_size}) for '
-            f'{len(unfitted)} run(s)')
-        fitted = tokenizer_lib.train_tokenizer(source, config.model.vocab_size,
-                                               config.data.tokenizer_train_chars)
-        tokenizer_lib.save_tokenizer(fitted, str(shared))
+        log(f'fitting the shared tokenizer {shared.name} ({config.data.tokenizer}, vocab '
+            f'{config.model.vocab_size}) for {len(unfitted)} run(s)')
+        fitted = tokenizer_kinds.train(config.data.tokenizer, source, config.model.vocab_size,
+                                       config.data.tokenizer_train_chars)
+        if fitted.sentencepiece_model is not None:  # written first: the .json marks it complete
+          _copy(fitted.sentencepiece_model, shared_model)
+        tokenizer_lib.save_tokenizer(fitted.tokenizer, str(shared))
     except Exception as e:  # the runs meet the same error, each in its own log
       log(f'warning: could not prepare the data of {label!r} and its group: {e}')
       continue
     for run_dir in unfitted:
-      text = shared.read_bytes()
-      run_dir_lib.write_atomically(run_dir / run_dir_lib.TOKENIZER_FILE,
-                                   lambda tmp: pathlib.Path(tmp).write_bytes(text))
+      if shared_model.exists():
+        _copy(shared_model.read_bytes(), run_dir / run_dir_lib.SENTENCEPIECE_FILE)
+      _copy(shared.read_bytes(), run_dir / run_dir_lib.TOKENIZER_FILE)
+
+
+def _copy(data: bytes, path) -> None:
+  run_dir_lib.write_atomically(path, lambda tmp: pathlib.Path(tmp).write_bytes(data))
