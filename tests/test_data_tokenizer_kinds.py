@@ -9,7 +9,9 @@ import pytest
 from research import run_dir
 from research.config import base_config
 from research.data import build
+from research.data import corpus as corpus_lib
 from research.data import sentencepiece_tokenizer
+from research.data import shared_tokenizers
 from research.data import tokenizer as tok
 from research.data import tokenizer_kinds
 
@@ -208,3 +210,31 @@ def test_bad_inputs_name_the_field(tmp_path):
   bad.write_bytes(b'not a model')
   with pytest.raises(ValueError, match='data.tokenizer_path'):
     tokenizer_kinds.load(bad)
+
+
+def test_a_run_and_a_sweep_train_and_share_a_sentencepiece_tokenizer(tmp_path):
+  docs = tmp_path / 'docs'
+  docs.mkdir()
+  for i, text in enumerate(corpus(60, seed=9)):
+    (docs / f'{i}.txt').write_text(text)
+  config = _config(tmp_path, 'sentencepiece_bpe')
+  config.data.update(corpus='text_dir', text_dir=str(docs), data_dir=str(tmp_path / 'cache'),
+                     seq_len=16, eval_batches=2, validation_fraction=0.2)
+  config.train.batch_size = 4
+  data = build.build_data(config, str(tmp_path / 'run' / run_dir.TOKENIZER_FILE))
+  assert next(data.train_iter)['inputs'].shape == (4, 16)
+  # Bytes of the eval targets, as bits per byte counts them: exact for this tokenizer.
+  validation = list(corpus_lib.load_split(config.data, 'validation'))
+  assert data.bytes_per_token == pytest.approx(
+      sum(len(t.encode('utf-8')) for t in validation) / (data.validation_tokens - len(validation)))
+  runs = [(f'r{i}', config, tmp_path / 'sweep' / f'r{i}') for i in range(2)]
+  for _, _, directory in runs:
+    directory.mkdir(parents=True)
+  logged = []
+  shared_tokenizers.prepare_data(runs, tmp_path / 'sweep' / 'tokenizers', log=logged.append)
+  assert not [line for line in logged if 'warning' in line]
+  for _, _, directory in runs:
+    assert (directory / run_dir.SENTENCEPIECE_FILE).read_bytes() == \
+        (tmp_path / 'run' / run_dir.SENTENCEPIECE_FILE).read_bytes()
+    assert tok.fingerprint(tok.load_tokenizer(directory / run_dir.TOKENIZER_FILE)) == \
+        tok.fingerprint(data.tokenizer)

@@ -47,6 +47,15 @@ def _sentences(texts: Iterable[str], max_chars: int) -> Iterator[str]:
       yield chunk
 
 
+def _library():
+  try:
+    import sentencepiece  # pylint: disable=import-outside-toplevel
+  except ImportError as e:
+    raise ImportError('SentencePiece tokenizers need the sentencepiece library: '
+                      "pip install -e '.[sentencepiece]'") from e
+  return sentencepiece
+
+
 def minimum_vocab_size(special_tokens: tuple[str, ...]) -> int:
   """Specials, `<unk>`, the 256 byte-fallback pieces and at least one character."""
   return len(special_tokens) + 1 + 256 + 1
@@ -57,8 +66,7 @@ def train_model(texts: Iterable[str], kind: str, vocab_size: int, max_chars: int
   """A serialized SentencePiece model of `kind` ('sentencepiece_unigram' | 'sentencepiece_bpe')
   fitted on the first `max_chars` characters of `texts`; ids 0, 1, 2 are `special_tokens`
   (pad, bos, eos) and 3 is `<unk>`. A small corpus may stop short of `vocab_size`."""
-  import sentencepiece as spm  # pylint: disable=import-outside-toplevel
-
+  spm = _library()
   pad, bos, eos = special_tokens
   model = io.BytesIO()
   try:
@@ -77,8 +85,8 @@ def train_model(texts: Iterable[str], kind: str, vocab_size: int, max_chars: int
 
 
 def _proto(model: bytes):
+  _library()
   from sentencepiece import sentencepiece_model_pb2  # pylint: disable=import-outside-toplevel
-
   proto = sentencepiece_model_pb2.ModelProto()
   try:
     proto.ParseFromString(model)

@@ -63,6 +63,7 @@ def prepare_data(runs: Sequence[tuple[str, ml_collections.ConfigDict, pathlib.Pa
         fitted = tokenizer_kinds.train(config.data.tokenizer, source, config.model.vocab_size,
                                        config.data.tokenizer_train_chars)
         if fitted.sentencepiece_model is not None:  # written first: the .json marks it complete
+          shared.parent.mkdir(parents=True, exist_ok=True)
           _copy(fitted.sentencepiece_model, shared_model)
         tokenizer_lib.save_tokenizer(fitted.tokenizer, str(shared))
     except Exception as e:  # the runs meet the same error, each in its own log
