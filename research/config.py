@@ -45,6 +45,22 @@ def default_data_config() -> ml_collections.ConfigDict:
   c.seed = 0  # shuffling seed
   c.unique_tokens = 0  # > 0: train on this many distinct tokens, repeated (data-constrained runs)
   c.eval_batches = 8  # size of the fixed validation set, in batches
+  # Cleaning of the train split (research/data/clean.py); counts go to <cache>/clean/<key>.json.
+  c.quality_filter = False  # drop documents breaking the Rae et al. 2021 rules in c.quality
+  c.quality = ml_collections.ConfigDict({
+      'min_words': 50, 'max_words': 100_000,  # words (whitespace-separated) per document
+      'min_mean_word_length': 3.0, 'max_mean_word_length': 10.0,  # characters per word
+      'max_symbol_ratio': 0.1,  # '#' and ellipses per word
+      'min_alpha_word_ratio': 0.8,  # share of words holding a letter
+      'max_duplicate_line_fraction': 0.3,  # share of lines repeating an earlier line
+      'max_duplicate_line_char_fraction': 0.2,  # share of characters in such lines
+  })
+  c.exact_dedup = False  # drop documents equal to an earlier one after normalisation
+  c.near_dedup = False  # drop near-duplicates: MinHash LSH, checked on exact shingle Jaccard
+  c.near_dedup_threshold = 0.8  # word-shingle Jaccard at which two documents are duplicates
+  c.near_dedup_lsh_threshold = 0.5  # LSH's own, looser threshold: few true duplicates escape it
+  c.near_dedup_num_perm = 128  # MinHash permutations
+  c.near_dedup_shingle_words = 5  # words per shingle
   return c
 
 

@@ -9,6 +9,7 @@ import ml_collections
 import numpy as np
 from tokenizers import Tokenizer
 
+from research.data import clean
 from research.data import corpus
 from research.data import pipeline
 from research import run_dir
@@ -75,7 +76,7 @@ def build_data(config: ml_collections.ConfigDict, workdir_tokenizer_path: str,
   Train and eval batches both hold `train.batch_size` rows globally, `1/process_count` of them here.
   """
   data_config = config.data
-  train_source = corpus.load_split(data_config, 'train')
+  train_source = clean.train_split(data_config)
   validation_source = corpus.load_split(data_config, 'validation')
   tokenizer = resolve_tokenizer(data_config, config.model.vocab_size, train_source,
                                 workdir_tokenizer_path)

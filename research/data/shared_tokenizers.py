@@ -16,19 +16,30 @@ from typing import Sequence
 import ml_collections
 
 from research import run_dir as run_dir_lib
+from research.data import clean
 from research.data import corpus
 from research.data import tokenizer as tokenizer_lib
 from research.data import tokenizer_kinds
 
 # Data fields a fitted BPE does not depend on.
 _NOT_TOKENIZER_FIELDS = ('seq_len', 'seed', 'eval_batches', 'tokenizer_path', 'unique_tokens')
+# Data fields added since the first release, left out of the key at their defaults.
+_ADDED_FIELDS = {'tokenizer': 'bpe', 'quality_filter': False, 'exact_dedup': False,
+                 'near_dedup': False}
+_CLEANING_SETTINGS = ('quality', 'near_dedup_threshold', 'near_dedup_lsh_threshold',
+                      'near_dedup_num_perm', 'near_dedup_shingle_words')
 
 
 def tokenizer_key(config: ml_collections.ConfigDict) -> str:
-  """What a run's BPE depends on: its corpus, split, character cap and vocabulary size."""
+  """What a run's tokenizer depends on: its corpus, cleaning, split, kind, character cap and
+  vocabulary size."""
   data = {k: v for k, v in config.data.to_dict().items() if k not in _NOT_TOKENIZER_FIELDS}
-  if data.get('tokenizer') == 'bpe':  # the default: keys stay those of runs made before the field
-    del data['tokenizer']
+  if not clean.enabled(config.data):  # the cleaning settings matter only when cleaning is on
+    for field in _CLEANING_SETTINGS:
+      data.pop(field, None)
+  for field, default in _ADDED_FIELDS.items():  # at their defaults: keys stay those of older runs
+    if data.get(field) == default:
+      del data[field]
   key = {'data': data, 'vocab_size': config.model.vocab_size}
   return hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:12]
 
@@ -53,7 +64,7 @@ def prepare_data(runs: Sequence[tuple[str, ml_collections.ConfigDict, pathlib.Pa
     shared = run_dir_lib.as_path(shared_dir) / f'{key}.json'
     shared_model = shared.with_suffix(tokenizer_kinds.SENTENCEPIECE_SUFFIX)
     try:
-      source = corpus.load_split(config.data, 'train')
+      source = clean.train_split(config.data, log)
       corpus.load_split(config.data, 'validation')
       if not share_tokenizer or not unfitted:
         continue
