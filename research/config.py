@@ -61,6 +61,10 @@ def default_data_config() -> ml_collections.ConfigDict:
   c.near_dedup_lsh_threshold = 0.5  # LSH's own, looser threshold: few true duplicates escape it
   c.near_dedup_num_perm = 128  # MinHash permutations
   c.near_dedup_shingle_words = 5  # words per shingle
+  # More train sources mixed with weights, 'DIR:WEIGHT,...' (directories of .txt files; data.corpus
+  # has weight data.mixture_weight): research/data/mixture.py.
+  c.mixture = ''
+  c.mixture_weight = 1.0  # data.corpus's weight in data.mixture
   return c
 
 

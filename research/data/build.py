@@ -11,6 +11,7 @@ from tokenizers import Tokenizer
 
 from research.data import clean
 from research.data import corpus
+from research.data import mixture
 from research.data import pipeline
 from research import run_dir
 from research.data import tokenizer as tokenizer_lib
@@ -69,6 +70,14 @@ def resolve_tokenizer(data_config: ml_collections.ConfigDict, vocab_size: int,
   return tokenizer
 
 
+def _mixture_sources(data_config: ml_collections.ConfigDict, sources):
+  """The (cleaned) train split of each `data.mixture` directory."""
+  for directory, _ in sources:
+    source_config = ml_collections.ConfigDict(data_config.to_dict())
+    source_config.update(corpus='text_dir', text_dir=directory)
+    yield clean.train_split(source_config)
+
+
 def build_data(config: ml_collections.ConfigDict, workdir_tokenizer_path: str,
                process_index: int = 0, process_count: int = 1) -> Data:
   """Corpus -> tokenizer -> cached token streams -> train iterator and eval set, for one process.
@@ -85,8 +94,19 @@ def build_data(config: ml_collections.ConfigDict, workdir_tokenizer_path: str,
   validation_T = pipeline.token_stream(validation_source, tokenizer, cache)
   batch_size = config.train.batch_size
   unique_tokens = data_config.unique_tokens
-  train_dataset = pipeline.train_dataset(train_T, data_config.seq_len, batch_size, data_config.seed,
-                                         process_index, process_count, unique_tokens)
+  sources = mixture.parse(data_config.mixture, data_config.mixture_weight)
+  if sources:
+    if unique_tokens:
+      raise ValueError('data.unique_tokens and data.mixture cannot be combined.')
+    streams = [train_T] + [pipeline.token_stream(source, tokenizer, cache)
+                           for source in _mixture_sources(data_config, sources[1:])]
+    train_dataset = mixture.train_dataset(streams, [w for _, w in sources], data_config.seq_len,
+                                          batch_size, data_config.seed, process_index,
+                                          process_count)
+  else:
+    train_dataset = pipeline.train_dataset(train_T, data_config.seq_len, batch_size,
+                                           data_config.seed, process_index, process_count,
+                                           unique_tokens)
   eval_set = pipeline.eval_batches(
       validation_T, data_config.seq_len, batch_size, data_config.eval_batches,
       tokenizer_lib.token_byte_lengths(tokenizer), process_index, process_count)
@@ -98,6 +118,6 @@ def build_data(config: ml_collections.ConfigDict, workdir_tokenizer_path: str,
       bytes_per_token=tokenizer_lib.bytes_per_token(tokenizer, validation_source),
       unigram_entropy_nats=unigram_entropy(train_T, tokenizer.get_vocab_size()),
       train_tokens=(unique_tokens // data_config.seq_len * data_config.seq_len if unique_tokens
-                    else len(train_T)),
+                    else len(train_T)),  # data.corpus's (with data.mixture: the first source)
       validation_tokens=len(validation_T),
   )

@@ -23,7 +23,7 @@ from research.data import tokenizer as tokenizer_lib
 _ENCODE_CHUNK = 256  # documents per call into the (multi-threaded) Rust encoder
 # Training repeats the windows for this many in all: endless in practice. (`repeat(None)` has
 # length sys.maxsize, which grain's `batch` turns into a float and overflows for batches of 1.)
-_ENDLESS_WINDOWS = 2**40
+ENDLESS_WINDOWS = 2**40
 # The windows live in memory: a couple of threads and a short prefetch overlap them with training.
 _READ_OPTIONS = grain.ReadOptions(num_threads=2, prefetch_buffer_size=4)
 
@@ -143,7 +143,7 @@ def train_dataset(stream_T: np.ndarray, seq_len: int, global_batch_size: int, se
     windows = len(subset)
   return (grain.MapDataset.range(windows)
           .shuffle(seed=seed)
-          .repeat(max(1, _ENDLESS_WINDOWS // windows))  # epoch e is shuffled with seed + e
+          .repeat(max(1, ENDLESS_WINDOWS // windows))  # epoch e is shuffled with seed + e
           .map(WindowToExample(stream_T, seq_len, subset))
           .batch(local)
           .slice(slice(process_index, None, process_count)))

@@ -22,7 +22,8 @@ from research.data import tokenizer as tokenizer_lib
 from research.data import tokenizer_kinds
 
 # Data fields a fitted BPE does not depend on.
-_NOT_TOKENIZER_FIELDS = ('seq_len', 'seed', 'eval_batches', 'tokenizer_path', 'unique_tokens')
+_NOT_TOKENIZER_FIELDS = ('seq_len', 'seed', 'eval_batches', 'tokenizer_path', 'unique_tokens',
+                         'mixture', 'mixture_weight')  # fitted on data.corpus alone
 # Data fields added since the first release, left out of the key at their defaults.
 _ADDED_FIELDS = {'tokenizer': 'bpe', 'quality_filter': False, 'exact_dedup': False,
                  'near_dedup': False}
