@@ -34,23 +34,36 @@ def causal_mask(t: int, s: int, sliding_window: int = 0):
   return mask_TxS
 
 
-def attention_probabilities(q_BxTxNxH, k_BxSxKxH, sliding_window: int = 0):
+def prefix_mask(t: int, prefix_B):
+  """[B, T, T] boolean mask of a prefix LM: query i sees key j iff j <= i or j < prefix[b]
+  (bidirectional over each row's first prefix[b] positions, causal after; prefix T: all)."""
+  q_T1 = jnp.arange(t)[:, None]
+  k_1T = jnp.arange(t)[None, :]
+  return (k_1T <= q_T1)[None] | (k_1T[None] < jnp.asarray(prefix_B)[:, None, None])
+
+
+def attention_probabilities(q_BxTxNxH, k_BxSxKxH, sliding_window: int = 0, prefix_B=None):
   """float32 [B, K, G, T, S] post-softmax causal attention weights; query head n is (k, g) with
-  n = k * G + g. What `reference_attention` mixes the values with (and research.interp shows)."""
+  n = k * G + g. What `reference_attention` mixes the values with (and research.interp shows).
+  With `prefix_B` (ints [B]) the mask is `prefix_mask` instead (no sliding window)."""
   n, k = q_BxTxNxH.shape[2], k_BxSxKxH.shape[2]
   b, t, _, h = q_BxTxNxH.shape
   q_BxTxKxGxH = q_BxTxNxH.reshape(b, t, k, n // k, h).astype(jnp.float32)
   scores_BxKxGxTxS = jnp.einsum('btkgh,bskh->bkgts', q_BxTxKxGxH,
                                 k_BxSxKxH.astype(jnp.float32)) / jnp.sqrt(jnp.float32(h))
-  mask_TxS = causal_mask(t, k_BxSxKxH.shape[1], sliding_window)
-  scores_BxKxGxTxS = jnp.where(mask_TxS, scores_BxKxGxTxS, jnp.finfo(jnp.float32).min)
+  if prefix_B is None:
+    mask = causal_mask(t, k_BxSxKxH.shape[1], sliding_window)  # [T, S]
+  else:
+    mask = prefix_mask(t, prefix_B)[:, None, None]  # [B, 1, 1, T, T]
+  scores_BxKxGxTxS = jnp.where(mask, scores_BxKxGxTxS, jnp.finfo(jnp.float32).min)
   return jax.nn.softmax(scores_BxKxGxTxS, axis=-1)
 
 
-def reference_attention(q_BxTxNxH, k_BxSxKxH, v_BxSxKxH, sliding_window: int = 0):
+def reference_attention(q_BxTxNxH, k_BxSxKxH, v_BxSxKxH, sliding_window: int = 0,
+                        prefix_B=None):
   """Plain einsum attention that materialises the [T, S] scores: the reference the tests trust."""
   b, t, n, h = q_BxTxNxH.shape
-  probs_BxKxGxTxS = attention_probabilities(q_BxTxNxH, k_BxSxKxH, sliding_window)
+  probs_BxKxGxTxS = attention_probabilities(q_BxTxNxH, k_BxSxKxH, sliding_window, prefix_B)
   out_BxTxKxGxH = jnp.einsum('bkgts,bskh->btkgh', probs_BxKxGxTxS, v_BxSxKxH.astype(jnp.float32))
   return out_BxTxKxGxH.reshape(b, t, n, h).astype(q_BxTxNxH.dtype)
 
@@ -70,9 +83,23 @@ def resolve_attention_impl(impl: str, dtype, length: int) -> str:
   return 'xla'
 
 
-def dot_product_attention(q_BxTxNxH, k_BxSxKxH, v_BxSxKxH, impl: str, sliding_window: int = 0):
-  """Causal attention through the chosen implementation; all agree with `reference_attention`."""
+def dot_product_attention(q_BxTxNxH, k_BxSxKxH, v_BxSxKxH, impl: str, sliding_window: int = 0,
+                          prefix_B=None):
+  """Causal attention through the chosen implementation; all agree with `reference_attention`.
+
+  With `prefix_B` (ints [B]: a prefix LM; T: bidirectional) the mask is `prefix_mask`, which the
+  reference and XLA paths take (the XLA one as an explicit mask); the others raise ValueError.
+  """
   impl = resolve_attention_impl(impl, q_BxTxNxH.dtype, q_BxTxNxH.shape[1])
+  if prefix_B is not None:
+    if sliding_window or impl not in ('reference', 'xla'):
+      raise ValueError(f'model.attention_impl={impl!r} (sliding_window={sliding_window}): a '
+                       "prefix or bidirectional mask needs 'reference' or 'xla' and no window.")
+    if impl == 'reference':
+      return reference_attention(q_BxTxNxH, k_BxSxKxH, v_BxSxKxH, prefix_B=prefix_B)
+    mask_Bx1xTxT = prefix_mask(q_BxTxNxH.shape[1], prefix_B)[:, None]
+    return jax.nn.dot_product_attention(q_BxTxNxH, k_BxSxKxH, v_BxSxKxH, mask=mask_Bx1xTxT,
+                                        implementation='xla')
   if impl == 'reference':
     return reference_attention(q_BxTxNxH, k_BxSxKxH, v_BxSxKxH, sliding_window)
   if impl == 'blockwise':
