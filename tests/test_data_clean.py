@@ -147,3 +147,23 @@ def test_cleaning_is_cached_with_its_counts_and_feeds_the_pipeline(tmp_path):
   assert next(data.train_iter)['inputs'].shape == (2, 16)
   config.data.update(exact_dedup=False, near_dedup=False, quality_filter=False)
   assert clean.train_split(config.data).fingerprint != source.fingerprint
+
+
+@pytest.mark.parametrize('fields, expected', [
+    (dict(tokenizer='unigram'), "data.tokenizer='unigram'"),
+    (dict(tokenizer='char', vocab_size=200), 'model.vocab_size=200: too small for '
+     "data.tokenizer='char'"),
+    (dict(quality_filter=True, quality={'min_alpha_word_ratio': -0.1}),
+     'data.quality.min_alpha_word_ratio=-0.1'),
+    (dict(near_dedup=True, near_dedup_threshold=1.2), 'data.near_dedup_threshold=1.2'),
+    (dict(mixture='/a:-2'), r'data.mixture (/a): weight -2.0'),
+    (dict(mixture='/a:0', mixture_weight=0.0), 'sum to zero'),
+])
+def test_the_config_check_names_the_new_data_fields(fields, expected):
+  from research.train.validate import validate_config
+  config = base_config()
+  config.model.vocab_size = fields.pop('vocab_size', config.model.vocab_size)
+  config.data.update(fields)
+  with pytest.raises(ValueError) as err:
+    validate_config(config, num_devices=1)
+  assert expected in str(err.value)

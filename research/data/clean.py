@@ -32,6 +32,16 @@ def enabled(data_config: ml_collections.ConfigDict) -> bool:
   return bool(data_config.quality_filter or data_config.exact_dedup or data_config.near_dedup)
 
 
+def check_config(data_config: ml_collections.ConfigDict) -> None:
+  """ValueError naming the field when a setting of an enabled stage is out of range."""
+  if data_config.quality_filter:
+    quality.check_config(data_config.quality)
+  if data_config.near_dedup:
+    dedup.check_near_settings(
+        data_config.near_dedup_threshold, data_config.near_dedup_lsh_threshold,
+        data_config.near_dedup_num_perm, data_config.near_dedup_shingle_words)
+
+
 class Subset:
   """The documents `indices` of a source (len, [i], iteration), with its own fingerprint."""
 
@@ -92,10 +102,10 @@ def train_split(data_config: ml_collections.ConfigDict, log=print):
 
 def run_stages(texts: Sequence[str], data_config: ml_collections.ConfigDict) -> dict:
   """{documents, kept (indices), removed: {stage: count}, reasons: {rule: count}, ...}."""
+  check_config(data_config)
   keep = np.ones(len(texts), bool)
   removed, reasons = {}, {}
   if data_config.quality_filter:
-    quality.check_config(data_config.quality)
     for i, text in enumerate(texts):
       broken = quality.reasons(text, data_config.quality)
       for rule in broken:

@@ -48,6 +48,19 @@ def jaccard(a: set, b: set) -> float:
   return len(a & b) / max(len(a | b), 1)
 
 
+def check_near_settings(threshold: float, lsh_threshold: float, num_perm: int,
+                        shingle_words: int) -> None:
+  """ValueError naming the data field that is out of range."""
+  if not 0 < threshold <= 1:
+    raise ValueError(f'data.near_dedup_threshold={threshold}: must lie in (0, 1].')
+  if not 0 < lsh_threshold <= threshold:
+    raise ValueError(f'data.near_dedup_lsh_threshold={lsh_threshold}: must lie in (0, '
+                     f'data.near_dedup_threshold={threshold}].')
+  if shingle_words < 1 or num_perm < 2:
+    raise ValueError(f'data.near_dedup_shingle_words={shingle_words} must be >= 1 and '
+                     f'data.near_dedup_num_perm={num_perm} >= 2.')
+
+
 @dataclasses.dataclass(frozen=True)
 class NearDuplicates:
   """What MinHash LSH found: removed documents with the kept one each resembles."""
@@ -69,14 +82,7 @@ def near_duplicates(texts: Sequence[str], threshold: float, lsh_threshold: float
   except ImportError as e:
     raise ImportError("data.near_dedup needs datasketch: pip install -e '.[dedup]'") from e
 
-  if not 0 < threshold <= 1:
-    raise ValueError(f'data.near_dedup_threshold={threshold}: must lie in (0, 1].')
-  if not 0 < lsh_threshold <= threshold:
-    raise ValueError(f'data.near_dedup_lsh_threshold={lsh_threshold}: must lie in (0, '
-                     f'data.near_dedup_threshold={threshold}].')
-  if shingle_words < 1 or num_perm < 2:
-    raise ValueError(f'data.near_dedup_shingle_words={shingle_words} must be >= 1 and '
-                     f'data.near_dedup_num_perm={num_perm} >= 2.')
+  check_near_settings(threshold, lsh_threshold, num_perm, shingle_words)
   lsh = MinHashLSH(threshold=lsh_threshold, num_perm=num_perm)
   removed, matched, rejected = [], [], 0
   for i, text in enumerate(texts):

@@ -8,6 +8,9 @@ import flax.linen as nn
 import jax
 import ml_collections
 
+from research.data import clean
+from research.data import mixture
+from research.data import tokenizer_kinds
 from research.data.corpus import CORPORA
 from research.run_dir.lock import LOCK_KINDS
 from research.run_dir.paths import is_local
@@ -122,6 +125,14 @@ def validate_config(config: ml_collections.ConfigDict, num_devices: int | None =
     _fail('data.hf_name', d.hf_name, "required when data.corpus='hf'")
   if d.hf_max_documents < 0:
     _fail('data.hf_max_documents', d.hf_max_documents, 'must be >= 0 (0 reads every document)')
+  tokenizer_kinds.check_kind(d.tokenizer)
+  if not d.tokenizer_path and m.vocab_size < tokenizer_kinds.minimum_vocab_size(d.tokenizer):
+    _fail('model.vocab_size', m.vocab_size, f'too small for data.tokenizer={d.tokenizer!r}: it '
+          f'needs at least {tokenizer_kinds.minimum_vocab_size(d.tokenizer)}')
+  clean.check_config(d)
+  mixture.parse(d.mixture, d.mixture_weight)
+  if d.mixture and d.unique_tokens:
+    _fail('data.mixture', d.mixture, 'cannot be combined with data.unique_tokens')
   if d.data_dir and not is_local(d.data_dir):
     _fail('data.data_dir', d.data_dir, 'must be a local directory (the token streams are '
           'memory-mapped); run directories may be in a bucket, the data cache may not')
