@@ -88,6 +88,12 @@ def default_train_config() -> ml_collections.ConfigDict:
   c.decay_norms_biases_embeddings = False
   c.grad_clip_norm = 1.0
   c.z_loss = 0.0
+  # The pretraining objective (research/data/objectives.py): causal | mlm | span_corruption |
+  # prefix_lm; all but causal compute the loss unfused (train.loss_chunk_len is not used).
+  c.objective = 'causal'
+  c.mlm_rate = 0.15  # mlm: share of positions selected (then 80% mask, 10% random, 10% kept)
+  c.noise_density = 0.15  # span_corruption: share of tokens dropped into spans
+  c.mean_span_length = 3.0  # span_corruption: mean length of a dropped span
   c.loss_chunk_len = 32  # fuse output layer + loss over chunks of <= this many positions; 0: off
   c.log_every = 10
   c.eval_every = 200

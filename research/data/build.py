@@ -3,17 +3,19 @@
 from __future__ import annotations
 
 import dataclasses
+from typing import Sequence
 
 import grain
 import ml_collections
 import numpy as np
 from tokenizers import Tokenizer
 
+from research import run_dir
 from research.data import clean
 from research.data import corpus
 from research.data import mixture
+from research.data import objectives
 from research.data import pipeline
-from research import run_dir
 from research.data import tokenizer as tokenizer_lib
 from research.data import tokenizer_kinds
 from research.run_dir import as_path
@@ -40,9 +42,11 @@ def unigram_entropy(stream_T: np.ndarray, vocab_size: int) -> float:
 
 
 def resolve_tokenizer(data_config: ml_collections.ConfigDict, vocab_size: int,
-                      train_texts, workdir_tokenizer_path: str) -> Tokenizer:
+                      train_texts, workdir_tokenizer_path: str,
+                      extra_tokens: Sequence[str] = ()) -> Tokenizer:
   """`data.tokenizer_path` if set; else the run's saved tokenizer; else a new `data.tokenizer` of
-  `vocab_size` fitted on train text.
+  `vocab_size` fitted on train text. `extra_tokens` (an objective's mask or sentinel tokens) are
+  added as special tokens after the vocabulary (a fitted one leaves room for them).
 
   The tokenizer in use is always saved at `workdir_tokenizer_path`, so the run directory holds it;
   a SentencePiece one also leaves its `.model` beside it (run_dir.SENTENCEPIECE_FILE).
@@ -53,9 +57,13 @@ def resolve_tokenizer(data_config: ml_collections.ConfigDict, vocab_size: int,
   elif as_path(workdir_tokenizer_path).exists():
     trained = tokenizer_kinds.Trained(tokenizer_lib.load_tokenizer(workdir_tokenizer_path))
   else:
-    trained = tokenizer_kinds.train(data_config.tokenizer, train_texts, vocab_size,
+    trained = tokenizer_kinds.train(data_config.tokenizer, train_texts,
+                                    vocab_size - len(extra_tokens),
                                     data_config.tokenizer_train_chars)
   tokenizer = trained.tokenizer
+  missing = [t for t in extra_tokens if tokenizer.token_to_id(t) is None]
+  if missing:
+    tokenizer.add_special_tokens(missing)
   size = tokenizer.get_vocab_size(with_added_tokens=True)
   if size > vocab_size:
     raise ValueError(f'The tokenizer has {size} tokens but model.vocab_size={vocab_size}; raise '
@@ -68,6 +76,23 @@ def resolve_tokenizer(data_config: ml_collections.ConfigDict, vocab_size: int,
   if not as_path(workdir_tokenizer_path).exists():
     tokenizer_lib.save_tokenizer(tokenizer, workdir_tokenizer_path)
   return tokenizer
+
+
+def _objective(config: ml_collections.ConfigDict, tokenizer: Tokenizer, extra):
+  """The batch transform of `train.objective` (None for causal)."""
+  t = config.train
+  objectives.check_objective(t)
+  if t.objective == 'causal':
+    return None
+  special = tokenizer_lib.special_ids(tokenizer)
+  pad = special.pad if special.pad is not None else special.eos
+  added = {token.content for token in tokenizer.get_added_tokens_decoder().values()}
+  ordinary = [i for t_, i in tokenizer.get_vocab(with_added_tokens=True).items()
+              if t_ not in added]
+  return objectives.Objective(
+      t.objective, tuple(tokenizer.token_to_id(token) for token in extra),
+      vocab_size=max(ordinary) + 1, num_special=min(ordinary), pad_id=pad,
+      mlm_rate=t.mlm_rate, noise_density=t.noise_density, mean_span_length=t.mean_span_length)
 
 
 def _mixture_sources(data_config: ml_collections.ConfigDict, sources):
@@ -87,8 +112,10 @@ def build_data(config: ml_collections.ConfigDict, workdir_tokenizer_path: str,
   data_config = config.data
   train_source = clean.train_split(data_config)
   validation_source = corpus.load_split(data_config, 'validation')
+  extra = objectives.extra_tokens(config.train, data_config.seq_len)
   tokenizer = resolve_tokenizer(data_config, config.model.vocab_size, train_source,
-                                workdir_tokenizer_path)
+                                workdir_tokenizer_path, extra)
+  transform = _objective(config, tokenizer, extra)
   cache = corpus.cache_dir(data_config)
   train_T = pipeline.token_stream(train_source, tokenizer, cache)
   validation_T = pipeline.token_stream(validation_source, tokenizer, cache)
@@ -102,14 +129,14 @@ def build_data(config: ml_collections.ConfigDict, workdir_tokenizer_path: str,
                            for source in _mixture_sources(data_config, sources[1:])]
     train_dataset = mixture.train_dataset(streams, [w for _, w in sources], data_config.seq_len,
                                           batch_size, data_config.seed, process_index,
-                                          process_count)
+                                          process_count, transform)
   else:
     train_dataset = pipeline.train_dataset(train_T, data_config.seq_len, batch_size,
                                            data_config.seed, process_index, process_count,
-                                           unique_tokens)
+                                           unique_tokens, transform)
   eval_set = pipeline.eval_batches(
       validation_T, data_config.seq_len, batch_size, data_config.eval_batches,
-      tokenizer_lib.token_byte_lengths(tokenizer), process_index, process_count)
+      tokenizer_lib.token_byte_lengths(tokenizer), process_index, process_count, transform)
   return Data(
       tokenizer=tokenizer,
       special_ids=tokenizer_lib.special_ids(tokenizer),

@@ -50,9 +50,9 @@ def check_weights(weights: Sequence[float], names: Sequence[str]) -> None:
 
 def train_dataset(streams: Sequence[np.ndarray], weights: Sequence[float], seq_len: int,
                   global_batch_size: int, seed: int, process_index: int = 0,
-                  process_count: int = 1) -> grain.MapDataset:
+                  process_count: int = 1, transform=None) -> grain.MapDataset:
   """This process's batches of the weighted mix of `streams` ([B/P, T] inputs and targets);
-  sources of weight 0 are left out."""
+  sources of weight 0 are left out. `transform`: an objective, as in pipeline.train_dataset."""
   check_weights(weights, [f'source {i}' for i in range(len(weights))])
   local = pipeline.local_batch_size(global_batch_size, process_count)
   if not 0 <= process_index < process_count:
@@ -71,4 +71,6 @@ def train_dataset(streams: Sequence[np.ndarray], weights: Sequence[float], seq_l
                  .map(pipeline.WindowToExample(stream_T, seq_len)))
     kept.append(weight)
   mixed = parts[0] if len(parts) == 1 else grain.MapDataset.mix(parts, kept)
+  if transform is not None:
+    mixed = mixed.random_map(transform, seed=seed)
   return mixed.batch(local).slice(slice(process_index, None, process_count))

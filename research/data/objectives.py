@@ -14,16 +14,22 @@ see research/model/attention.prefix_mask)}:
   targets.
 - `prefix_lm`: a random split; bidirectional over the prefix, next-token loss after it.
 
-Randomness comes from a numpy Generator the caller seeds per example (e.g. by the window index),
-so a pipeline of these stays reproducible and resumes exactly. Not yet wired into training.
+Randomness comes from a numpy Generator seeded per example (grain's `random_map` seeds it by the
+element's index), so the pipeline stays reproducible and resumes exactly. `Objective` turns a
+window example into one of these; `extra_tokens` are the special tokens it needs (the mask token,
+the sentinels), added to the run's tokenizer after its vocabulary.
 """
 
 from __future__ import annotations
+
+import dataclasses
 
 import numpy as np
 
 OBJECTIVES = ('causal', 'mlm', 'span_corruption', 'prefix_lm')
 KEEP, MASK, RANDOM = 0, 1, 2  # what happens to a selected MLM position
+MASK_TOKEN = '<|mask|>'
+SENTINEL_TOKEN = '<|sentinel_{}|>'
 
 
 def check_span_settings(noise_density: float, mean_span_length: float) -> None:
@@ -126,7 +132,7 @@ def span_corruption_example(tokens, rng: np.random.Generator, sentinel_ids, pad_
   check_span_settings(noise_density, mean_span_length)
   length = len(tokens)
   while True:  # the longest prefix of `tokens` whose example fits
-    spans = max(round(round(length * noise_density) / mean_span_length), 1)
+    spans = _spans_in(length, noise_density, mean_span_length)
     if length + 2 * spans <= seq_len + 1:
       break
     length -= 1
@@ -142,3 +148,59 @@ def prefix_lm_example(tokens_T1, rng: np.random.Generator) -> dict[str, np.ndarr
   t = len(tokens_T1) - 1
   prefix = int(rng.integers(1, t))
   return as_prefix_lm(tokens_T1[:prefix], tokens_T1[prefix:], t, pad_id=0)
+
+
+def _spans_in(length: int, noise_density: float, mean_span_length: float) -> int:
+  return max(round(round(length * noise_density) / mean_span_length), 1)
+
+
+def check_objective(train_config) -> None:
+  """ValueError naming the train field that is out of range."""
+  if train_config.objective not in OBJECTIVES:
+    raise ValueError(f'train.objective={train_config.objective!r}: expected one of {OBJECTIVES}.')
+  if train_config.objective == 'span_corruption':
+    check_span_settings(train_config.noise_density, train_config.mean_span_length)
+  if train_config.objective == 'mlm' and not 0 < train_config.mlm_rate < 1:
+    raise ValueError(f'train.mlm_rate={train_config.mlm_rate}: must lie in (0, 1).')
+
+
+def extra_tokens(train_config, seq_len: int) -> list[str]:
+  """The special tokens `train.objective` needs: the mask token (mlm), or one sentinel per span a
+  window of seq_len + 1 tokens can hold (span_corruption)."""
+  if train_config.objective == 'mlm':
+    return [MASK_TOKEN]
+  if train_config.objective == 'span_corruption':
+    spans = _spans_in(seq_len + 1, train_config.noise_density, train_config.mean_span_length)
+    return [SENTINEL_TOKEN.format(k) for k in range(spans)]
+  return []
+
+
+@dataclasses.dataclass(frozen=True)
+class Objective:
+  """(window example, rng) -> the objective's example: {'inputs', 'targets' [T] int32, 'weights'
+  [T] float32, 'in_prefix' [T] bool}, for grain's `random_map`."""
+  objective: str
+  extra_ids: tuple[int, ...]  # ids of `extra_tokens`, in order
+  vocab_size: int  # random MLM replacements are drawn from [num_special, vocab_size)
+  num_special: int
+  pad_id: int
+  mlm_rate: float = 0.15
+  noise_density: float = 0.15
+  mean_span_length: float = 3.0
+
+  def __call__(self, example: dict, rng: np.random.Generator) -> dict[str, np.ndarray]:
+    window_T1 = np.concatenate([example['inputs'], example['targets'][-1:]])
+    t = len(window_T1) - 1
+    if self.objective == 'mlm':
+      out = mlm_example(window_T1[:t], rng, self.extra_ids[0], self.vocab_size,
+                        self.num_special, self.mlm_rate)
+    elif self.objective == 'span_corruption':
+      out = span_corruption_example(window_T1, rng, self.extra_ids, self.pad_id, t,
+                                    self.noise_density, self.mean_span_length)
+    elif self.objective == 'prefix_lm':
+      out = prefix_lm_example(window_T1, rng)
+    else:
+      raise ValueError(f'train.objective={self.objective!r}: no transform (causal needs none).')
+    prefix = out.pop('prefix')
+    out['in_prefix'] = np.arange(t) < prefix
+    return out

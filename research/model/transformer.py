@@ -60,7 +60,8 @@ class Transformer(nn.Module):
   the compute dtype, for a loss that fuses the output layer. With `decode=True` (inference) the
   call also reads and updates a 'cache' collection: per-layer keys/values, [B, S, K, H], and
   per-row `index`, the next free slot; positions then default to index..index+T-1, and token t of
-  row b is cached at slot `positions[b, t]`.
+  row b is cached at slot `positions[b, t]`. `in_prefix_BxT` (bool, training only) makes
+  attention bidirectional over each row's prefix positions (prefix LM; all True for MLM).
   """
   config: ml_collections.ConfigDict
   decode: bool = False
@@ -70,7 +71,7 @@ class Transformer(nn.Module):
 
   @nn.compact
   def __call__(self, tokens_BxT, positions_BxT=None, deterministic: bool = True,
-               return_hidden: bool = False):
+               return_hidden: bool = False, in_prefix_BxT=None):
     c = self.config
     dtype, param_dtype = resolve_dtype(c.dtype), jnp.dtype(c.param_dtype)
     if self.decode:
@@ -88,14 +89,15 @@ class Transformer(nn.Module):
 
     block = _block_class(c, self.decode)
     if scan_groups(c):
-      x_BxTxD, _ = block(c, deterministic, self.decode, name='layers')(x_BxTxD, positions_BxT)
+      x_BxTxD, _ = block(c, deterministic, self.decode, name='layers')(x_BxTxD, positions_BxT,
+                                                                      in_prefix_BxT)
     elif c.scan_layers:
       x_BxTxD, _ = block(c, deterministic, self.decode, c.num_experts > 0,
-                         name='layers')(x_BxTxD, positions_BxT)
+                         name='layers')(x_BxTxD, positions_BxT, in_prefix_BxT)
     else:
       for i in range(c.num_layers):
         x_BxTxD, _ = block(c, deterministic, self.decode, is_moe_layer(c, i),
-                           name=f'layers_{i}')(x_BxTxD, positions_BxT)
+                           name=f'layers_{i}')(x_BxTxD, positions_BxT, in_prefix_BxT)
 
     if c.final_norm:
       x_BxTxD = Norm(c.norm, c.norm_eps, dtype, param_dtype, name='final_norm')(x_BxTxD)

@@ -10,6 +10,7 @@ import ml_collections
 
 from research.data import clean
 from research.data import mixture
+from research.data import objectives
 from research.data import tokenizer_kinds
 from research.data.corpus import CORPORA
 from research.run_dir.lock import LOCK_KINDS
@@ -125,6 +126,13 @@ def validate_config(config: ml_collections.ConfigDict, num_devices: int | None =
     _fail('data.hf_name', d.hf_name, "required when data.corpus='hf'")
   if d.hf_max_documents < 0:
     _fail('data.hf_max_documents', d.hf_max_documents, 'must be >= 0 (0 reads every document)')
+  objectives.check_objective(t)
+  if t.objective != 'causal':
+    if m.attention_impl not in ('auto', 'xla', 'reference') or m.sliding_window:
+      _fail('train.objective', t.objective, "a prefix or bidirectional mask needs "
+            "model.attention_impl='xla' or 'reference' (or 'auto' on CPU) and no sliding window")
+    if m.num_experts:
+      _fail('train.objective', t.objective, 'is implemented for dense models only')
   tokenizer_kinds.check_kind(d.tokenizer)
   if not d.tokenizer_path and m.vocab_size < tokenizer_kinds.minimum_vocab_size(d.tokenizer):
     _fail('model.vocab_size', m.vocab_size, f'too small for data.tokenizer={d.tokenizer!r}: it '
