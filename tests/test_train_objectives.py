@@ -27,7 +27,11 @@ def _config(corpus, objective, **train):
   return config
 
 
-@pytest.mark.parametrize('objective', ['mlm', 'span_corruption', 'prefix_lm'])
+# Three runs each; span corruption (the one with the most state: spans, sentinels, padding) by
+# default, the other two with --slow.
+@pytest.mark.parametrize('objective', [pytest.param('mlm', marks=pytest.mark.slow),
+                                       'span_corruption',
+                                       pytest.param('prefix_lm', marks=pytest.mark.slow)])
 def test_crash_and_resume_is_bitwise_exact(corpus, tmp_path, objective):
   config = _config(corpus, objective)
   reference = train(config, tmp_path / 'reference', log=lambda *_: None)

@@ -1,4 +1,5 @@
-"""Causal self-attention: multi-head, grouped-query and multi-query, with optional sliding window.
+"""Causal self-attention: multi-head, grouped-query and multi-query, with optional sliding window,
+or (training a prefix LM or MLM) bidirectional over a prefix: `prefix_mask`.
 
 `num_kv_heads` < `num_heads` shares each key/value head among `num_heads // num_kv_heads` query
 heads (GQA; 1 is MQA). Scores are scaled by 1/sqrt(head_dim) and normalised in float32.
