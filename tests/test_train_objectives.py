@@ -6,6 +6,8 @@ import pytest
 
 from research.data import build
 from research.data import objectives
+from research.data import shared_tokenizers
+from research.data import tokenizer as tok
 from research.train.checkpoint import load_state
 from research.train.loop import train
 from tests.train_helpers import assert_states_equal, tiny_config, write_corpus
@@ -67,3 +69,17 @@ def test_objective_batches_carry_their_masks_and_tokens(corpus, tmp_path):
   assert batch['in_prefix'].all() and (batch['inputs'] == mask).any()
   assert batch['weights'].mean() == pytest.approx(0.15, abs=0.03)
   assert data.eval_set.num_tokens == int(sum(b['weights'].sum() for b in data.eval_set.batches))
+
+
+def test_a_sweep_shares_the_tokenizer_with_the_objective_tokens(corpus, tmp_path):
+  config = _config(corpus, 'mlm')
+  run = tmp_path / 'sweep' / 'r0'
+  run.mkdir(parents=True)
+  logged = []
+  shared_tokenizers.prepare_data([('r0', config, run)], tmp_path / 'sweep' / 'tokenizers',
+                                 log=logged.append)
+  assert not [line for line in logged if 'warning' in line]
+  shared = build.build_data(config, str(run / 'tokenizer.json')).tokenizer  # read, not refit
+  own = build.build_data(config, str(tmp_path / 'own' / 'tokenizer.json')).tokenizer
+  assert tok.fingerprint(shared) == tok.fingerprint(own)
+  assert shared.token_to_id(objectives.MASK_TOKEN) is not None

@@ -41,6 +41,17 @@ def unigram_entropy(stream_T: np.ndarray, vocab_size: int) -> float:
   return float(-(p_V * np.log(p_V)).sum())
 
 
+def fit_tokenizer(data_config: ml_collections.ConfigDict, vocab_size: int, train_texts,
+                  extra_tokens: Sequence[str] = ()) -> tokenizer_kinds.Trained:
+  """A new `data.tokenizer` on train text, leaving room for and holding `extra_tokens`."""
+  trained = tokenizer_kinds.train(data_config.tokenizer, train_texts,
+                                  vocab_size - len(extra_tokens),
+                                  data_config.tokenizer_train_chars)
+  if extra_tokens:
+    trained.tokenizer.add_special_tokens(list(extra_tokens))
+  return trained
+
+
 def resolve_tokenizer(data_config: ml_collections.ConfigDict, vocab_size: int,
                       train_texts, workdir_tokenizer_path: str,
                       extra_tokens: Sequence[str] = ()) -> Tokenizer:
@@ -57,9 +68,7 @@ def resolve_tokenizer(data_config: ml_collections.ConfigDict, vocab_size: int,
   elif as_path(workdir_tokenizer_path).exists():
     trained = tokenizer_kinds.Trained(tokenizer_lib.load_tokenizer(workdir_tokenizer_path))
   else:
-    trained = tokenizer_kinds.train(data_config.tokenizer, train_texts,
-                                    vocab_size - len(extra_tokens),
-                                    data_config.tokenizer_train_chars)
+    trained = fit_tokenizer(data_config, vocab_size, train_texts, extra_tokens)
   tokenizer = trained.tokenizer
   missing = [t for t in extra_tokens if tokenizer.token_to_id(t) is None]
   if missing:

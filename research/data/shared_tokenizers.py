@@ -16,8 +16,10 @@ from typing import Sequence
 import ml_collections
 
 from research import run_dir as run_dir_lib
+from research.data import build
 from research.data import clean
 from research.data import corpus
+from research.data import objectives
 from research.data import tokenizer as tokenizer_lib
 from research.data import tokenizer_kinds
 
@@ -42,6 +44,9 @@ def tokenizer_key(config: ml_collections.ConfigDict) -> str:
     if data.get(field) == default:
       del data[field]
   key = {'data': data, 'vocab_size': config.model.vocab_size}
+  extra = objectives.extra_tokens(config.train, config.data.seq_len)
+  if extra:  # an objective's mask or sentinel tokens (none for causal: keys stay as they were)
+    key['extra_tokens'] = extra
   return hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:12]
 
 
@@ -72,8 +77,8 @@ def prepare_data(runs: Sequence[tuple[str, ml_collections.ConfigDict, pathlib.Pa
       if not shared.exists():
         log(f'fitting the shared tokenizer {shared.name} ({config.data.tokenizer}, vocab '
             f'{config.model.vocab_size}) for {len(unfitted)} run(s)')
-        fitted = tokenizer_kinds.train(config.data.tokenizer, source, config.model.vocab_size,
-                                       config.data.tokenizer_train_chars)
+        fitted = build.fit_tokenizer(config.data, config.model.vocab_size, source,
+                                     objectives.extra_tokens(config.train, config.data.seq_len))
         if fitted.sentencepiece_model is not None:  # written first: the .json marks it complete
           shared.parent.mkdir(parents=True, exist_ok=True)
           _copy(fitted.sentencepiece_model, shared_model)
