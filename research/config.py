@@ -36,12 +36,35 @@ def default_data_config() -> ml_collections.ConfigDict:
   c.hf_max_documents = 0  # corpus=hf: read at most this many documents per split (0 = all)
   c.data_dir = ''  # cache for downloads and built datasets; '' = $RESEARCH_DATA_DIR or ~/.cache
   c.validation_fraction = 0.05  # share of documents held out, chosen by a hash of the document
-  c.tokenizer_path = ''  # '' = train a byte-level BPE of model.vocab_size; else a tokenizer.json
-  c.tokenizer_train_chars = 20_000_000  # characters of the train split used to fit the BPE
+  # The kind trained on the train split: bpe (byte-level) | sentencepiece_unigram |
+  # sentencepiece_bpe | wordpiece | char | byte (research/data/tokenizer_kinds.py).
+  c.tokenizer = 'bpe'
+  c.tokenizer_path = ''  # '' = train data.tokenizer; else a tokenizer.json or SentencePiece .model
+  c.tokenizer_train_chars = 20_000_000  # characters of the train split the tokenizer is fit on
   c.seq_len = 128  # tokens per training window (each window holds seq_len + 1 tokens)
   c.seed = 0  # shuffling seed
   c.unique_tokens = 0  # > 0: train on this many distinct tokens, repeated (data-constrained runs)
   c.eval_batches = 8  # size of the fixed validation set, in batches
+  # Cleaning of the train split (research/data/clean.py); counts go to <cache>/clean/<key>.json.
+  c.quality_filter = False  # drop documents breaking the Rae et al. 2021 rules in c.quality
+  c.quality = ml_collections.ConfigDict({
+      'min_words': 50, 'max_words': 100_000,  # words (whitespace-separated) per document
+      'min_mean_word_length': 3.0, 'max_mean_word_length': 10.0,  # characters per word
+      'max_symbol_ratio': 0.1,  # '#' and ellipses per word
+      'min_alpha_word_ratio': 0.8,  # share of words holding a letter
+      'max_duplicate_line_fraction': 0.3,  # share of lines repeating an earlier line
+      'max_duplicate_line_char_fraction': 0.2,  # share of characters in such lines
+  })
+  c.exact_dedup = False  # drop documents equal to an earlier one after normalisation
+  c.near_dedup = False  # drop near-duplicates: MinHash LSH, checked on exact shingle Jaccard
+  c.near_dedup_threshold = 0.8  # word-shingle Jaccard at which two documents are duplicates
+  c.near_dedup_lsh_threshold = 0.5  # LSH's own, looser threshold: few true duplicates escape it
+  c.near_dedup_num_perm = 128  # MinHash permutations
+  c.near_dedup_shingle_words = 5  # words per shingle
+  # More train sources mixed with weights, 'DIR:WEIGHT,...' (directories of .txt files; data.corpus
+  # has weight data.mixture_weight): research/data/mixture.py.
+  c.mixture = ''
+  c.mixture_weight = 1.0  # data.corpus's weight in data.mixture
   return c
 
 
@@ -65,6 +88,12 @@ def default_train_config() -> ml_collections.ConfigDict:
   c.decay_norms_biases_embeddings = False
   c.grad_clip_norm = 1.0
   c.z_loss = 0.0
+  # The pretraining objective (research/data/objectives.py): causal | mlm | span_corruption |
+  # prefix_lm; all but causal compute the loss unfused (train.loss_chunk_len is not used).
+  c.objective = 'causal'
+  c.mlm_rate = 0.15  # mlm: share of positions selected (then 80% mask, 10% random, 10% kept)
+  c.noise_density = 0.15  # span_corruption: share of tokens dropped into spans
+  c.mean_span_length = 3.0  # span_corruption: mean length of a dropped span
   c.loss_chunk_len = 32  # fuse output layer + loss over chunks of <= this many positions; 0: off
   c.mtp_loss_weight = 1.0  # weight of the mean multi-token head loss (model.mtp_heads > 0)
   c.log_every = 10

@@ -23,7 +23,7 @@ from research.data import tokenizer as tokenizer_lib
 _ENCODE_CHUNK = 256  # documents per call into the (multi-threaded) Rust encoder
 # Training repeats the windows for this many in all: endless in practice. (`repeat(None)` has
 # length sys.maxsize, which grain's `batch` turns into a float and overflows for batches of 1.)
-_ENDLESS_WINDOWS = 2**40
+ENDLESS_WINDOWS = 2**40
 # The windows live in memory: a couple of threads and a short prefetch overlap them with training.
 _READ_OPTIONS = grain.ReadOptions(num_threads=2, prefetch_buffer_size=4)
 
@@ -125,13 +125,14 @@ def unique_windows(num_windows_total: int, unique_tokens: int, seq_len: int,
 
 def train_dataset(stream_T: np.ndarray, seq_len: int, global_batch_size: int, seed: int,
                   process_index: int = 0, process_count: int = 1,
-                  unique_tokens: int = 0) -> grain.MapDataset:
+                  unique_tokens: int = 0, transform=None) -> grain.MapDataset:
   """This process's batches, endless and reshuffled every epoch: [B/P, T] inputs and targets.
 
   Global step s holds the shuffled windows [s*B, (s+1)*B); process p reads rows [p*B/P, (p+1)*B/P)
   of it and nothing else, so the processes' batches of one step stack to the single-process batch.
   With `unique_tokens` > 0 an epoch is the `unique_windows` subset only, repeated as often as the
-  run needs (data-constrained training, Muennighoff et al. 2023).
+  run needs (data-constrained training, Muennighoff et al. 2023). `transform(example, rng)` (an
+  objectives.Objective) rewrites each window with an rng seeded by its position in the dataset.
   """
   local = local_batch_size(global_batch_size, process_count)
   if not 0 <= process_index < process_count:
@@ -141,12 +142,13 @@ def train_dataset(stream_T: np.ndarray, seq_len: int, global_batch_size: int, se
   if unique_tokens:
     subset = unique_windows(windows, unique_tokens, seq_len, global_batch_size)
     windows = len(subset)
-  return (grain.MapDataset.range(windows)
-          .shuffle(seed=seed)
-          .repeat(max(1, _ENDLESS_WINDOWS // windows))  # epoch e is shuffled with seed + e
-          .map(WindowToExample(stream_T, seq_len, subset))
-          .batch(local)
-          .slice(slice(process_index, None, process_count)))
+  examples = (grain.MapDataset.range(windows)
+              .shuffle(seed=seed)
+              .repeat(max(1, ENDLESS_WINDOWS // windows))  # epoch e is shuffled with seed + e
+              .map(WindowToExample(stream_T, seq_len, subset)))
+  if transform is not None:
+    examples = examples.random_map(transform, seed=seed)
+  return examples.batch(local).slice(slice(process_index, None, process_count))
 
 
 def iterate(dataset: grain.MapDataset) -> grain.DatasetIterator:
@@ -176,10 +178,12 @@ class EvalSet:
 
 def eval_batches(stream_T: np.ndarray, seq_len: int, global_batch_size: int, num_batches: int,
                  byte_lengths_V: np.ndarray, process_index: int = 0,
-                 process_count: int = 1) -> EvalSet:
+                 process_count: int = 1, transform=None) -> EvalSet:
   """`num_batches` validation batches of windows spread evenly over the split (fewer if short).
 
   Windows never repeat, and their targets are disjoint, so no byte or token is counted twice.
+  With `transform` (an objective) window i is rewritten with an rng seeded by i, and only the
+  targets of weight 1 count (`num_tokens`, `num_bytes`).
   """
   local = local_batch_size(global_batch_size, process_count)
   if num_batches <= 0:
@@ -190,10 +194,19 @@ def eval_batches(stream_T: np.ndarray, seq_len: int, global_batch_size: int, num
   index_G = (np.arange(count) * windows) // count  # evenly spread, strictly increasing
   to_example = WindowToExample(stream_T, seq_len)
   batches, num_bytes = [], 0
+  num_tokens = count * seq_len
   for b in range(num_batches):
     rows = [to_example(i) for i in index_G[b * global_batch_size:(b + 1) * global_batch_size]]
+    if transform is not None:
+      rows = [transform(r, np.random.default_rng(int(i))) for r, i in
+              zip(rows, index_G[b * global_batch_size:(b + 1) * global_batch_size])]
     targets_BxT = np.stack([r['targets'] for r in rows])
-    num_bytes += int(byte_lengths_V[targets_BxT].sum())
+    if transform is None:
+      num_bytes += int(byte_lengths_V[targets_BxT].sum())
+    else:
+      weights_BxT = np.stack([r['weights'] for r in rows])
+      num_bytes += int((byte_lengths_V[targets_BxT] * weights_BxT).sum())
+      num_tokens -= int((weights_BxT == 0).sum())
     mine = rows[process_index * local:(process_index + 1) * local]
-    batches.append({k: np.stack([r[k] for r in mine]) for k in ('inputs', 'targets')})
-  return EvalSet(batches=batches, num_bytes=num_bytes, num_tokens=count * seq_len)
+    batches.append({k: np.stack([r[k] for r in mine]) for k in rows[0]})
+  return EvalSet(batches=batches, num_bytes=num_bytes, num_tokens=num_tokens)

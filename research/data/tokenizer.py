@@ -9,6 +9,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import re
 from typing import Iterable, Iterator
 
 import numpy as np
@@ -27,6 +28,7 @@ SPECIAL_TOKENS = (PAD, BOS, EOS)  # ids 0, 1, 2 in a tokenizer trained here
 EOS_CANDIDATES = (EOS, '<|endoftext|>', '</s>', '<eos>', '<|end_of_text|>')
 BOS_CANDIDATES = (BOS, '<s>', '<bos>', '<|begin_of_text|>')
 PAD_CANDIDATES = (PAD, '<pad>', '[PAD]')
+_BYTE_PIECE = re.compile('<0x[0-9A-F]{2}>')  # a byte-fallback piece
 
 
 @dataclasses.dataclass(frozen=True)
@@ -37,7 +39,7 @@ class SpecialIds:
   pad: int | None
 
 
-def _capped(texts: Iterable[str], max_chars: int) -> Iterator[str]:
+def capped(texts: Iterable[str], max_chars: int) -> Iterator[str]:
   """The texts, in order, cut off once `max_chars` characters have been yielded."""
   left = max_chars
   for text in texts:
@@ -65,7 +67,7 @@ def train_tokenizer(texts: Iterable[str], vocab_size: int, max_chars: int) -> To
   trainer = trainers.BpeTrainer(
       vocab_size=vocab_size, special_tokens=list(SPECIAL_TOKENS),
       initial_alphabet=pre_tokenizers.ByteLevel.alphabet(), show_progress=False)
-  tokenizer.train_from_iterator(_capped(texts, max_chars), trainer=trainer)
+  tokenizer.train_from_iterator(capped(texts, max_chars), trainer=trainer)
   return tokenizer
 
 
@@ -130,20 +132,25 @@ def _is_byte_level(tokenizer: Tokenizer) -> bool:
 def token_byte_lengths(tokenizer: Tokenizer) -> np.ndarray:
   """UTF-8 bytes of text each token id stands for; 0 for special tokens. Shape [vocab_size].
 
-  Exact for byte-level tokenizers (each character of a token is one byte); for others it is the
-  length of the token decoded alone, which can miscount bytes of characters split across tokens.
+  Exact for byte-level tokenizers (each character of a token is one byte) and byte-fallback
+  pieces (`<0xE2>`: one byte); for others it is the length of the token decoded alone (a leading
+  SentencePiece `▁` counted as the space it stands for), which can miscount bytes of
+  characters split across tokens and the spaces a WordPiece decoder puts between words.
   """
   size = tokenizer.get_vocab_size(with_added_tokens=True)
   lengths_V = np.zeros(size, np.int64)
   byte_level = _is_byte_level(tokenizer)
+  byte_fallback = bool(json.loads(tokenizer.to_str())['model'].get('byte_fallback'))
   specials = {t.content for t in tokenizer.get_added_tokens_decoder().values() if t.special}
   for token, token_id in tokenizer.get_vocab(with_added_tokens=True).items():
     if token in specials:
       continue
-    if byte_level:
-      lengths_V[token_id] = len(token)
-    else:
-      lengths_V[token_id] = len(tokenizer.decode([token_id]).encode('utf-8'))
+    if byte_level or (byte_fallback and _BYTE_PIECE.fullmatch(token)):
+      lengths_V[token_id] = len(token) if byte_level else 1
+      continue
+    text = tokenizer.decode([token_id])
+    lengths_V[token_id] = len(text.encode('utf-8')) + (
+        token.startswith('\u2581') and not text.startswith(' '))
   return lengths_V
 
 

@@ -1,4 +1,5 @@
-"""Causal self-attention: multi-head, grouped-query and multi-query, with optional sliding window.
+"""Causal self-attention: multi-head, grouped-query and multi-query, with optional sliding window,
+or (training a prefix LM or MLM) bidirectional over a prefix: `prefix_mask`.
 
 `num_kv_heads` < `num_heads` shares each key/value head among `num_heads // num_kv_heads` query
 heads (GQA; 1 is MQA). Scores are scaled by 1/sqrt(head_dim) and normalised in float32.
@@ -34,23 +35,37 @@ def causal_mask(t: int, s: int, sliding_window: int = 0):
   return mask_TxS
 
 
-def attention_probabilities(q_BxTxNxH, k_BxSxKxH, sliding_window: int = 0):
+def prefix_mask(in_prefix_BxT):
+  """[B, T, T] boolean mask of a prefix LM: query i sees key j iff j <= i or key j is in the
+  row's prefix (`in_prefix_BxT`; all True: bidirectional, as for MLM; all False: causal)."""
+  t = in_prefix_BxT.shape[1]
+  causal_TxT = jnp.arange(t)[None, :] <= jnp.arange(t)[:, None]
+  return causal_TxT[None] | jnp.asarray(in_prefix_BxT, bool)[:, None, :]
+
+
+def attention_probabilities(q_BxTxNxH, k_BxSxKxH, sliding_window: int = 0,
+                            in_prefix_BxT=None):
   """float32 [B, K, G, T, S] post-softmax causal attention weights; query head n is (k, g) with
-  n = k * G + g. What `reference_attention` mixes the values with (and research.interp shows)."""
+  n = k * G + g. What `reference_attention` mixes the values with (and research.interp shows).
+  With `in_prefix_BxT` the mask is `prefix_mask` instead (no sliding window)."""
   n, k = q_BxTxNxH.shape[2], k_BxSxKxH.shape[2]
   b, t, _, h = q_BxTxNxH.shape
   q_BxTxKxGxH = q_BxTxNxH.reshape(b, t, k, n // k, h).astype(jnp.float32)
   scores_BxKxGxTxS = jnp.einsum('btkgh,bskh->bkgts', q_BxTxKxGxH,
                                 k_BxSxKxH.astype(jnp.float32)) / jnp.sqrt(jnp.float32(h))
-  mask_TxS = causal_mask(t, k_BxSxKxH.shape[1], sliding_window)
-  scores_BxKxGxTxS = jnp.where(mask_TxS, scores_BxKxGxTxS, jnp.finfo(jnp.float32).min)
+  if in_prefix_BxT is None:
+    mask = causal_mask(t, k_BxSxKxH.shape[1], sliding_window)  # [T, S]
+  else:
+    mask = prefix_mask(in_prefix_BxT)[:, None, None]  # [B, 1, 1, T, T]
+  scores_BxKxGxTxS = jnp.where(mask, scores_BxKxGxTxS, jnp.finfo(jnp.float32).min)
   return jax.nn.softmax(scores_BxKxGxTxS, axis=-1)
 
 
-def reference_attention(q_BxTxNxH, k_BxSxKxH, v_BxSxKxH, sliding_window: int = 0):
+def reference_attention(q_BxTxNxH, k_BxSxKxH, v_BxSxKxH, sliding_window: int = 0,
+                        in_prefix_BxT=None):
   """Plain einsum attention that materialises the [T, S] scores: the reference the tests trust."""
   b, t, n, h = q_BxTxNxH.shape
-  probs_BxKxGxTxS = attention_probabilities(q_BxTxNxH, k_BxSxKxH, sliding_window)
+  probs_BxKxGxTxS = attention_probabilities(q_BxTxNxH, k_BxSxKxH, sliding_window, in_prefix_BxT)
   out_BxTxKxGxH = jnp.einsum('bkgts,bskh->btkgh', probs_BxKxGxTxS, v_BxSxKxH.astype(jnp.float32))
   return out_BxTxKxGxH.reshape(b, t, n, h).astype(q_BxTxNxH.dtype)
 
@@ -70,9 +85,23 @@ def resolve_attention_impl(impl: str, dtype, length: int) -> str:
   return 'xla'
 
 
-def dot_product_attention(q_BxTxNxH, k_BxSxKxH, v_BxSxKxH, impl: str, sliding_window: int = 0):
-  """Causal attention through the chosen implementation; all agree with `reference_attention`."""
+def dot_product_attention(q_BxTxNxH, k_BxSxKxH, v_BxSxKxH, impl: str, sliding_window: int = 0,
+                          in_prefix_BxT=None):
+  """Causal attention through the chosen implementation; all agree with `reference_attention`.
+
+  With `in_prefix_BxT` (a prefix LM; all True: bidirectional) the mask is `prefix_mask`, which
+  the reference and XLA paths take (the XLA one as an explicit mask); the others raise ValueError.
+  """
   impl = resolve_attention_impl(impl, q_BxTxNxH.dtype, q_BxTxNxH.shape[1])
+  if in_prefix_BxT is not None:
+    if sliding_window or impl not in ('reference', 'xla'):
+      raise ValueError(f'model.attention_impl={impl!r} (sliding_window={sliding_window}): a '
+                       "prefix or bidirectional mask needs 'reference' or 'xla' and no window.")
+    if impl == 'reference':
+      return reference_attention(q_BxTxNxH, k_BxSxKxH, v_BxSxKxH, in_prefix_BxT=in_prefix_BxT)
+    mask_Bx1xTxT = prefix_mask(in_prefix_BxT)[:, None]
+    return jax.nn.dot_product_attention(q_BxTxNxH, k_BxSxKxH, v_BxSxKxH, mask=mask_Bx1xTxT,
+                                        implementation='xla')
   if impl == 'reference':
     return reference_attention(q_BxTxNxH, k_BxSxKxH, v_BxSxKxH, sliding_window)
   if impl == 'blockwise':
@@ -162,7 +191,8 @@ class Attention(nn.Module):
   query_multiplier: float = 1.0  # muP: 1/sqrt(head_dim), so the scores are q.k / head_dim
 
   @nn.compact
-  def __call__(self, x_BxTxD, positions_BxT):
+  def __call__(self, x_BxTxD, positions_BxT, in_prefix_BxT=None):
+    """`in_prefix_BxT` (bool, training only): keys every query of the row sees (prefix LM)."""
     d, n, k, h = x_BxTxD.shape[-1], self.num_heads, self.num_kv_heads, self.head_dim
     pd, std = self.param_dtype, self.init_std
     wq_DxNxH = _projection(self, 'query', (d, n, h), ('embed', 'heads', 'head_dim'), std, pd)
@@ -189,12 +219,14 @@ class Attention(nn.Module):
     self.sow('intermediates', 'queries', q_BxTxNxH)
     self.sow('intermediates', 'keys', k_BxTxKxH)
     if self.decode:
+      if in_prefix_BxT is not None:
+        raise ValueError('a prefix mask is for training; decoding attends causally')
       k_BxSxKxH, v_BxSxKxH = update_cache(self, k_BxTxKxH, v_BxTxKxH, positions_BxT)
       out_BxTxNxH = cached_attention(q_BxTxNxH, k_BxSxKxH, v_BxSxKxH, positions_BxT,
                                      self.sliding_window)
     else:
       out_BxTxNxH = dot_product_attention(q_BxTxNxH, k_BxTxKxH, v_BxTxKxH, self.impl,
-                                          self.sliding_window)
+                                          self.sliding_window, in_prefix_BxT)
     self.sow('intermediates', 'heads', out_BxTxNxH)  # each head's output, before projecting back
     y_BxTxD = jnp.einsum('btnh,nhd->btd', out_BxTxNxH, wo_NxHxD.astype(self.dtype))
     if self.use_bias:

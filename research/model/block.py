@@ -20,7 +20,8 @@ from research.model.norms import Norm
 class Block(nn.Module):
   """Pre-norm: x + f(norm(x)); post-norm (original Transformer): norm(x + f(x)).
 
-  Called as `(x, positions) -> (x, None)` so the same module can be scanned over layers.
+  Called as `(x, positions[, in_prefix]) -> (x, None)` so the same module can be scanned over
+  layers; `in_prefix_BxT` gives attention a prefix-LM mask (see attention.prefix_mask).
   `decode=True` makes attention use and extend its key/value cache; `moe=True` makes the
   feed-forward a Mixture of Experts. `mixer='mamba'` makes the layer one Mamba sub-layer
   (research/model/mamba.py) with no feed-forward, as in the Mamba paper and transformers.
@@ -32,7 +33,7 @@ class Block(nn.Module):
   mixer: str = 'attention'  # attention | mamba
 
   @nn.compact
-  def __call__(self, x_BxTxD, positions_BxT):
+  def __call__(self, x_BxTxD, positions_BxT, in_prefix_BxT=None):
     c = self.config
     dtype, param_dtype = resolve_dtype(c.dtype), jnp.dtype(c.param_dtype)
     # GPT-2 scales the init of projections that write into the residual stream by 1/sqrt(2L);
@@ -66,10 +67,12 @@ class Block(nn.Module):
                 gelu_approximate=c.gelu_approximate, init_std=std, out_init_std=out_std,
                 dtype=dtype, param_dtype=param_dtype, name='mlp')
     if c.norm_position == 'pre':
-      x_BxTxD = x_BxTxD + dropout(attention(norm('attn_norm')(x_BxTxD), positions_BxT))
+      x_BxTxD = x_BxTxD + dropout(attention(norm('attn_norm')(x_BxTxD), positions_BxT,
+                                            in_prefix_BxT))
       x_BxTxD = x_BxTxD + dropout(mlp(norm('mlp_norm')(x_BxTxD)))
     else:
-      x_BxTxD = norm('attn_norm')(x_BxTxD + dropout(attention(x_BxTxD, positions_BxT)))
+      x_BxTxD = norm('attn_norm')(x_BxTxD + dropout(attention(x_BxTxD, positions_BxT,
+                                                              in_prefix_BxT)))
       x_BxTxD = norm('mlp_norm')(x_BxTxD + dropout(mlp(x_BxTxD)))
     x_BxTxD = nn.with_logical_constraint(x_BxTxD, ('batch', 'length', 'embed'))
     return x_BxTxD, None
@@ -82,9 +85,9 @@ class BlockGroup(nn.Module):
   decode: bool = False
 
   @nn.compact
-  def __call__(self, x_BxTxD, positions_BxT):
+  def __call__(self, x_BxTxD, positions_BxT, in_prefix_BxT=None):
     c = self.config
     for j in range(c.moe_every):
       x_BxTxD, _ = Block(c, self.deterministic, self.decode, is_moe_layer(c, j),
-                         name=f'block_{j}')(x_BxTxD, positions_BxT)
+                         name=f'block_{j}')(x_BxTxD, positions_BxT, in_prefix_BxT)
     return x_BxTxD, None

@@ -65,6 +65,8 @@ class Transformer(nn.Module):
   row b is cached at slot `positions[b, t]`. With `model.mtp_heads` > 0, `return_mtp=True`
   returns `(output, heads)`: `heads` holds head k's logits [B, T, V] (hidden [B, T, D] with
   `return_hidden`) for the token k + 2 positions ahead (research/model/mtp.py).
+  `in_prefix_BxT` (bool, training only) makes attention bidirectional over each row's prefix
+  positions (prefix LM; all True for MLM).
   """
   config: ml_collections.ConfigDict
   decode: bool = False
@@ -74,7 +76,7 @@ class Transformer(nn.Module):
 
   @nn.compact
   def __call__(self, tokens_BxT, positions_BxT=None, deterministic: bool = True,
-               return_hidden: bool = False, return_mtp: bool = False):
+               return_hidden: bool = False, return_mtp: bool = False, in_prefix_BxT=None):
     c = self.config
     dtype, param_dtype = resolve_dtype(c.dtype), jnp.dtype(c.param_dtype)
     if self.decode:
@@ -92,14 +94,15 @@ class Transformer(nn.Module):
 
     block = _block_class(c, self.decode)
     if scan_groups(c):
-      x_BxTxD, _ = block(c, deterministic, self.decode, name='layers')(x_BxTxD, positions_BxT)
+      x_BxTxD, _ = block(c, deterministic, self.decode, name='layers')(x_BxTxD, positions_BxT,
+                                                                      in_prefix_BxT)
     elif c.scan_layers:  # one kind of mixer (validation refuses scanning a mixed pattern)
       x_BxTxD, _ = block(c, deterministic, self.decode, c.num_experts > 0, layer_mixer(c, 0),
-                         name='layers')(x_BxTxD, positions_BxT)
+                         name='layers')(x_BxTxD, positions_BxT, in_prefix_BxT)
     else:
       for i in range(c.num_layers):
         x_BxTxD, _ = block(c, deterministic, self.decode, is_moe_layer(c, i), layer_mixer(c, i),
-                           name=f'layers_{i}')(x_BxTxD, positions_BxT)
+                           name=f'layers_{i}')(x_BxTxD, positions_BxT, in_prefix_BxT)
 
     heads = ()
     if mtp_field(c, 'mtp_heads') and (return_mtp or self.is_initializing()):

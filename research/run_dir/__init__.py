@@ -29,6 +29,7 @@ from research.run_dir.layout import CONFIG_FILE
 from research.run_dir.layout import SUMMARY_FILE
 from research.run_dir.layout import METRICS_FILE
 from research.run_dir.layout import TOKENIZER_FILE
+from research.run_dir.layout import SENTENCEPIECE_FILE
 from research.run_dir.layout import CHECKPOINT_DIR
 from research.run_dir.layout import TENSORBOARD_DIR
 from research.run_dir.layout import PROFILE_DIR

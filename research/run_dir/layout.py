@@ -10,6 +10,7 @@ CONFIG_FILE = 'config.json'  # the resolved config of the run
 SUMMARY_FILE = 'summary.json'  # written last and atomically: the run finished
 METRICS_FILE = 'metrics.jsonl'  # one JSON object per logged step, evaluation or event
 TOKENIZER_FILE = 'tokenizer.json'  # the tokenizer the run trained with
+SENTENCEPIECE_FILE = 'tokenizer.model'  # its SentencePiece model, for SentencePiece tokenizers
 CHECKPOINT_DIR = 'checkpoints'  # Orbax: train state, data-iterator state, loop bookkeeping
 TENSORBOARD_DIR = 'tensorboard'
 PROFILE_DIR = 'profile'  # a jax.profiler trace, when asked for

@@ -36,9 +36,26 @@ def mtp_losses(heads, unembed_DxV, targets_BxT) -> list:
   return losses
 
 
+def weighted_cross_entropy(logits_BxTxV, targets_BxT, weights_BxT, z_loss: float = 0.0):
+  """`cross_entropy` averaged over the positions of weight 1 only (MLM's selected tokens, a
+  prefix LM's targets after the prefix)."""
+  logits = logits_BxTxV.astype(jnp.float32)
+  weights_BxT = weights_BxT.astype(jnp.float32)
+  count = jnp.maximum(jnp.sum(weights_BxT), 1.0)
+  nll_BxT = optax.softmax_cross_entropy_with_integer_labels(logits, targets_BxT)
+  nll = jnp.sum(nll_BxT * weights_BxT) / count
+  loss = nll
+  if z_loss:
+    loss += z_loss * jnp.sum(jnp.square(jax.nn.logsumexp(logits, axis=-1)) * weights_BxT) / count
+  return loss, nll
+
+
 def make_train_step(model_config, optimizer, z_loss: float = 0.0, grad_accum_steps: int = 1,
                     loss_chunk_len: int = 0, mtp_loss_weight: float = 1.0):
   """A pure `(state, batch) -> (state, metrics)`; the global batch is split into micro-batches.
+
+  A batch with 'weights' and 'in_prefix' (train.objective other than causal) is trained with a
+  prefix / bidirectional attention mask and the loss on its weighted targets, unfused.
 
   With `loss_chunk_len` > 0 the output layer and the loss are fused over chunks of that many
   positions (at most; see `fused_loss.chunk_length`), so the [B, T, V] logits are never stored.
@@ -50,10 +67,14 @@ def make_train_step(model_config, optimizer, z_loss: float = 0.0, grad_accum_ste
   model = Transformer(model_config)
   heads = mtp_field(model_config, 'mtp_heads')
 
-  def loss_fn(params, inputs_BxT, targets_BxT):
+  def loss_fn(params, batch):
+    inputs_BxT, targets_BxT = batch['inputs'], batch['targets']
     apply = lambda **kw: model.apply({'params': params}, inputs_BxT, mutable=[moe.COLLECTION],
                                      return_mtp=heads > 0, **kw)
-    if loss_chunk_len:
+    if 'weights' in batch:  # a non-causal objective (validation refuses MTP heads with one)
+      logits_BxTxV, sown = apply(in_prefix_BxT=batch['in_prefix'])
+      loss, nll = weighted_cross_entropy(logits_BxTxV, targets_BxT, batch['weights'], z_loss)
+    elif loss_chunk_len:
       outputs, sown = apply(return_hidden=True)
       (hidden_BxTxD, unembed_DxV), head_outputs = outputs if heads else (outputs, ())
       chunk_len = chunk_length(inputs_BxT.shape[1], loss_chunk_len)
@@ -76,22 +97,20 @@ def make_train_step(model_config, optimizer, z_loss: float = 0.0, grad_accum_ste
   grad_fn = jax.value_and_grad(loss_fn, has_aux=True)
 
   def train_step(state: TrainState, batch):
-    inputs_BxT, targets_BxT = batch['inputs'], batch['targets']
     if grad_accum_steps == 1:
-      (loss, (nll, extra)), grads = grad_fn(state.params, inputs_BxT, targets_BxT)
+      (loss, (nll, extra)), grads = grad_fn(state.params, batch)
     else:
-      micro = lambda x: x.reshape(grad_accum_steps, -1, *x.shape[1:])
+      micro = jax.tree.map(lambda x: x.reshape(grad_accum_steps, -1, *x.shape[1:]), batch)
 
       def accumulate(carry, mb):
-        (loss, (nll, extra)), grads = grad_fn(state.params, mb[0], mb[1])
+        (loss, (nll, extra)), grads = grad_fn(state.params, mb)
         return jax.tree.map(jnp.add, carry, (loss, nll, extra, grads)), None
 
-      extra_shapes = jax.eval_shape(loss_fn, state.params, micro(inputs_BxT)[0],
-                                    micro(targets_BxT)[0])[1][1]
+      first = jax.tree.map(lambda x: x[0], micro)
+      extra_shapes = jax.eval_shape(loss_fn, state.params, first)[1][1]
       zeros = (0.0, 0.0, jax.tree.map(lambda s: jnp.zeros(s.shape, s.dtype), extra_shapes),
                jax.tree.map(jnp.zeros_like, state.params))
-      (loss, nll, extra, grads), _ = jax.lax.scan(accumulate, zeros,
-                                                  (micro(inputs_BxT), micro(targets_BxT)))
+      (loss, nll, extra, grads), _ = jax.lax.scan(accumulate, zeros, micro)
       loss, nll, extra, grads = jax.tree.map(lambda x: x / grad_accum_steps,
                                              (loss, nll, extra, grads))
     updates, opt_state = optimizer.update(grads, state.opt_state, state.params)
@@ -103,13 +122,17 @@ def make_train_step(model_config, optimizer, z_loss: float = 0.0, grad_accum_ste
 
 
 def make_eval_step(model_config):
-  """`(params, batch) -> summed nats over the batch's tokens` (summed so batches add exactly)."""
+  """`(params, batch) -> summed nats over the batch's tokens` (summed so batches add exactly;
+  a batch with 'weights' counts its weighted targets only, with its prefix mask)."""
   model = Transformer(model_config)
 
   def eval_step(params, batch):
-    logits_BxTxV = model.apply({'params': params}, batch['inputs'])
+    logits_BxTxV = model.apply({'params': params}, batch['inputs'],
+                               in_prefix_BxT=batch.get('in_prefix'))
     nll_BxT = optax.softmax_cross_entropy_with_integer_labels(
         logits_BxTxV.astype(jnp.float32), batch['targets'])
+    if 'weights' in batch:
+      nll_BxT = nll_BxT * batch['weights']
     return jnp.sum(nll_BxT)
 
   return eval_step

@@ -8,10 +8,14 @@ import flax.linen as nn
 import jax
 import ml_collections
 
+from research.data import clean
+from research.data import mixture
+from research.data import objectives
+from research.data import tokenizer_kinds
 from research.data.corpus import CORPORA
 from research.run_dir.lock import LOCK_KINDS
 from research.run_dir.paths import is_local
-from research.model.config import validate_model_config
+from research.model.config import mamba_field, mtp_field, validate_model_config
 from research.parallel.mesh import MESH_AXES, resolve_shape
 from research.parallel.rules import as_rules
 from research.train.schedules import DECAY_SHAPES, SCHEDULES, cooldown_steps
@@ -127,6 +131,27 @@ def validate_config(config: ml_collections.ConfigDict, num_devices: int | None =
     _fail('data.hf_name', d.hf_name, "required when data.corpus='hf'")
   if d.hf_max_documents < 0:
     _fail('data.hf_max_documents', d.hf_max_documents, 'must be >= 0 (0 reads every document)')
+  objectives.check_objective(t)
+  if t.objective != 'causal':
+    if m.attention_impl not in ('auto', 'xla', 'reference') or m.sliding_window:
+      _fail('train.objective', t.objective, "a prefix or bidirectional mask needs "
+            "model.attention_impl='xla' or 'reference' (or 'auto' on CPU) and no sliding window")
+    if m.num_experts:
+      _fail('train.objective', t.objective, 'is implemented for dense models only')
+    if 'M' in mamba_field(m, 'block_pattern'):
+      _fail('train.objective', t.objective, 'needs attention layers only: Mamba layers are '
+            f"causal (model.block_pattern={mamba_field(m, 'block_pattern')!r})")
+    if mtp_field(m, 'mtp_heads'):
+      _fail('train.objective', t.objective, 'multi-token prediction heads predict the next '
+            f"tokens of a causal model; set model.mtp_heads=0 (now {m.mtp_heads})")
+  tokenizer_kinds.check_kind(d.tokenizer)
+  if not d.tokenizer_path and m.vocab_size < tokenizer_kinds.minimum_vocab_size(d.tokenizer):
+    _fail('model.vocab_size', m.vocab_size, f'too small for data.tokenizer={d.tokenizer!r}: it '
+          f'needs at least {tokenizer_kinds.minimum_vocab_size(d.tokenizer)}')
+  clean.check_config(d)
+  mixture.parse(d.mixture, d.mixture_weight)
+  if d.mixture and d.unique_tokens:
+    _fail('data.mixture', d.mixture, 'cannot be combined with data.unique_tokens')
   if d.data_dir and not is_local(d.data_dir):
     _fail('data.data_dir', d.data_dir, 'must be a local directory (the token streams are '
           'memory-mapped); run directories may be in a bucket, the data cache may not')
