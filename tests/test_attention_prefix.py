@@ -50,6 +50,18 @@ def test_mask_shape_and_unsupported_paths():
     dot_product_attention(q, q, q, 'xla', 2, in_prefix_BxT=jnp.ones((1, 4), bool))
 
 
+def test_auto_takes_the_masked_xla_path_where_it_would_choose_a_kernel():
+  """At 2048 positions 'auto' picks the blockwise kernel on CPU; with a prefix mask it falls back
+  to XLA, so a non-causal objective trains with the default attention_impl."""
+  rng = np.random.default_rng(3)
+  t = 2048
+  q, k, v = (jnp.asarray(rng.normal(size=(1, t, 1, 8)), jnp.float32) for _ in range(3))
+  in_prefix = jnp.arange(t)[None] < 700
+  out = dot_product_attention(q, k, v, 'auto', in_prefix_BxT=in_prefix)
+  np.testing.assert_allclose(out, reference_attention(q, k, v, in_prefix_BxT=in_prefix),
+                             rtol=2e-5, atol=2e-5)
+
+
 @pytest.mark.parametrize('scan_layers', [False, True])
 def test_transformer_prefix_mask_is_bidirectional_inside_and_causal_after(scan_layers):
   import flax.linen as nn

@@ -1,5 +1,6 @@
 """The Mamba mixer: parallel vs recurrent scan, a numpy loop, hybrid stacks, config and counts."""
 
+import flax
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
@@ -64,6 +65,15 @@ def test_a_later_token_does_not_change_earlier_outputs():
   logits_changed = Transformer(c).apply({'params': params}, changed)
   np.testing.assert_allclose(logits[:, :7], logits_changed[:, :7], rtol=1e-5, atol=1e-5)
   assert not np.allclose(logits[:, 7:], logits_changed[:, 7:])
+
+
+def test_weight_decay_spares_the_state_decay_rates_and_the_skip():
+  from research.train.optimizer import decay_mask
+  mask = flax.traverse_util.flatten_dict(decay_mask(init_params(_mamba_config('M'))))
+  decayed = {path[-1] for path, keep in mask.items() if keep}
+  spared = {path[-1] for path, keep in mask.items() if not keep}
+  assert {'A_log', 'D', 'dt_bias', 'conv_bias'} <= spared, spared
+  assert {'A_log', 'D'}.isdisjoint(decayed) and decayed, decayed
 
 
 @pytest.mark.parametrize('pattern', ['M', 'MA', 'AM'])

@@ -139,6 +139,7 @@ def test_bad_settings_name_the_field(density):
     ({'num_experts': 4}, 'dense models only'),
     ({'block_pattern': 'MA', 'scan_layers': False}, 'Mamba layers are causal'),
     ({'mtp_heads': 2}, 'model.mtp_heads=0'),
+    ({'position': 'none'}, 'cannot tell token order'),
 ])
 def test_a_non_causal_objective_refuses_models_it_cannot_mask(model_fields, message):
   from research.config import base_config

@@ -83,3 +83,33 @@ def test_a_sweep_shares_the_tokenizer_with_the_objective_tokens(corpus, tmp_path
   own = build.build_data(config, str(tmp_path / 'own' / 'tokenizer.json')).tokenizer
   assert tok.fingerprint(shared) == tok.fingerprint(own)
   assert shared.token_to_id(objectives.MASK_TOKEN) is not None
+
+
+def test_grad_accumulation_of_a_weighted_loss_is_the_global_weighted_mean():
+  """Micro-batches holding different numbers of targets are weighed by them: accumulating four
+  micro-batches gives the loss and the update of the whole batch at once."""
+  import jax
+  from research.config import base_config
+  from research.train.optimizer import make_optimizer
+  from research.train.state import init_state
+  from research.train.step import make_train_step
+  c = base_config()
+  c.model.update(vocab_size=64, d_model=32, num_layers=1, num_heads=2, num_kv_heads=2, d_ff=64,
+                 max_seq_len=16)
+  optimizer = make_optimizer(c.train, c.model)
+  rng = np.random.default_rng(0)
+  tokens = rng.integers(0, 64, (8, 17))
+  weights = np.zeros((8, 16), np.float32)
+  for row, count in enumerate((1, 16, 3, 9, 0, 12, 5, 2)):  # very unequal targets per row
+    weights[row, rng.choice(16, count, replace=False)] = 1.0
+  batch = {'inputs': tokens[:, :-1], 'targets': tokens[:, 1:], 'weights': weights,
+           'in_prefix': np.arange(16)[None, :] < rng.integers(1, 8, (8, 1))}
+  results = []
+  for accum in (1, 4):
+    step = jax.jit(make_train_step(c.model, optimizer, grad_accum_steps=accum))
+    state, metrics = step(init_state(c.model, optimizer, seed=0), batch)
+    results.append((float(metrics['loss']), jax.tree.leaves(state.params)))
+  (loss_1, params_1), (loss_4, params_4) = results
+  assert loss_4 == pytest.approx(loss_1, rel=1e-5)
+  for a, b in zip(params_1, params_4):
+    np.testing.assert_allclose(np.asarray(b), np.asarray(a), rtol=1e-4, atol=1e-6)

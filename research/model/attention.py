@@ -92,6 +92,8 @@ def dot_product_attention(q_BxTxNxH, k_BxSxKxH, v_BxSxKxH, impl: str, sliding_wi
   With `in_prefix_BxT` (a prefix LM; all True: bidirectional) the mask is `prefix_mask`, which
   the reference and XLA paths take (the XLA one as an explicit mask); the others raise ValueError.
   """
+  if in_prefix_BxT is not None and impl == 'auto':
+    impl = 'xla'  # the kernels 'auto' may choose (cudnn, splash, blockwise) take no prefix mask
   impl = resolve_attention_impl(impl, q_BxTxNxH.dtype, q_BxTxNxH.shape[1])
   if in_prefix_BxT is not None:
     if sliding_window or impl not in ('reference', 'xla'):

@@ -1,4 +1,5 @@
-"""AdamW with global-norm clipping, a weight-decay mask sparing norms, biases and embeddings, and
+"""AdamW with global-norm clipping, a weight-decay mask sparing norms, biases, embeddings and
+Mamba's A_log and D, and
 muP's per-layer learning rates (hidden matrices at learning_rate / width multiplier)."""
 
 from __future__ import annotations
@@ -10,7 +11,8 @@ import optax
 from research.model import mup
 from research.train.schedules import make_schedule
 
-NO_DECAY_NAMES = ('scale', 'bias', 'embed', 'pos_embed', 'embedding', 'unembed')
+# Norms, biases, embeddings, and Mamba's state decay rates and skip (as mamba_ssm leaves them).
+NO_DECAY_NAMES = ('scale', 'bias', 'embed', 'pos_embed', 'embedding', 'unembed', 'A_log', 'D')
 
 
 def decay_mask(params, decay_everything: bool = False):

@@ -101,9 +101,13 @@ def make_train_step(model_config, optimizer, z_loss: float = 0.0, grad_accum_ste
       (loss, (nll, extra)), grads = grad_fn(state.params, batch)
     else:
       micro = jax.tree.map(lambda x: x.reshape(grad_accum_steps, -1, *x.shape[1:]), batch)
+      weight_total = jnp.sum(batch['weights']) if 'weights' in batch else None
 
       def accumulate(carry, mb):
         (loss, (nll, extra)), grads = grad_fn(state.params, mb)
+        if 'weights' in mb:  # a weighted mean per micro-batch: weigh it by its share of targets
+          share = jnp.sum(mb['weights']) * grad_accum_steps / jnp.maximum(weight_total, 1.0)
+          loss, nll, grads = jax.tree.map(lambda x: x * share, (loss, nll, grads))
         return jax.tree.map(jnp.add, carry, (loss, nll, extra, grads)), None
 
       first = jax.tree.map(lambda x: x[0], micro)

@@ -138,6 +138,9 @@ def validate_config(config: ml_collections.ConfigDict, num_devices: int | None =
             "model.attention_impl='xla' or 'reference' (or 'auto' on CPU) and no sliding window")
     if m.num_experts:
       _fail('train.objective', t.objective, 'is implemented for dense models only')
+    if m.position == 'none':
+      _fail('train.objective', t.objective, "attends both ways, so it cannot tell token order "
+            "without positions; set model.position (now 'none')")
     if 'M' in mamba_field(m, 'block_pattern'):
       _fail('train.objective', t.objective, 'needs attention layers only: Mamba layers are '
             f"causal (model.block_pattern={mamba_field(m, 'block_pattern')!r})")
