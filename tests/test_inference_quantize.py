@@ -40,6 +40,19 @@ def test_params_tree_shrinks_and_keeps_vectors_in_float():
   assert quantize.params_nbytes(q8) < 0.3 * floats
   assert quantize.params_nbytes(q4) < 0.2 * floats
 
+  scanned = init_params(tiny_config(scan_layers=True), 40)  # vectors of [L, D]: still vectors
+  q8 = quantize.quantize_params(scanned, bits=8)['layers']
+  assert quantize.is_quantized(q8['attn']['query'])
+  assert q8['attn_norm']['scale'].dtype == jnp.float32
+
+
+def test_mamba_decay_rates_stay_in_float():
+  c = tiny_config(block_pattern='M', scan_layers=True)
+  q8 = quantize.quantize_params(init_params(c, 40), bits=8)['layers']['mamba']
+  assert quantize.is_quantized(q8['in_proj']) and quantize.is_quantized(q8['x_proj'])
+  for name in ('A_log', 'D', 'dt_bias', 'conv_bias'):
+    assert not quantize.is_quantized(q8[name]), name
+
 
 @pytest.mark.parametrize('overrides', [ROPE_GQA, VARIANTS['learned_window5_scanned']])
 def test_decoding_with_quantised_weights_is_close_to_float(overrides):

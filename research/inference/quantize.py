@@ -20,6 +20,8 @@ from flax import struct
 QMAX = {8: 127, 4: 7}
 # Contracted axes of each matrix, by leaf name; anything else contracts its first axis.
 IN_AXES = {'embed': (1,), 'embedding': (1,), 'out': (0, 1)}
+# Not weight matrices: Mamba's per-state decay rates (exp(-exp(A_log) dt) is sensitive to them).
+KEPT_EXACT = ('A_log',)
 
 
 @struct.dataclass
@@ -86,14 +88,16 @@ def quantize_tensor(w, bits: int, group_size: int | None, in_axes: tuple[int, ..
 
 
 def quantize_params(params, bits: int = 8, group_size: int | None = None):
-  """Every matrix (ndim >= 2) of a plain params tree quantised; scanned layer axes kept per layer.
+  """Every matrix (ndim >= 2 per layer) of a plain params tree quantised; scanned layer axes kept
+  per layer; vectors (norm scales, biases, scanned or not) and Mamba's A_log left as they are.
 
   Typical choices: int8 per-channel (`group_size=None`), int4 with `group_size=32..128`.
   """
   flat = flax.traverse_util.flatten_dict(flax.core.unfreeze(params))
   out = {}
   for path, w in flat.items():
-    if getattr(w, 'ndim', 0) < 2:
+    per_layer_ndim = getattr(w, 'ndim', 0) - ('layers' in path)  # scanned: a leading layer axis
+    if per_layer_ndim < 2 or path[-1] in KEPT_EXACT:
       out[path] = w
       continue
     in_axes = IN_AXES.get(path[-1], (0,))
