@@ -189,15 +189,9 @@ def _posttrain(config, workdir: pathlib.Path, mesh, rules, log) -> dict:
     meta = {'wall_time_s': 0.0}
     checksums = ckpt.ChecksumRecorder(workdir, manager, t.verify_checkpoints)
     step = 0
-    if manager.all_steps():
-      try:  # the newest checkpoint that passes its checksums, restores and is finite
-        step, state, meta = ckpt.restore_newest_good(manager, workdir, abstract, data, log)
-        log(f'resumed from the checkpoint at step {step}')
-      except ckpt.NoGoodCheckpoint:
-        data = row_iterator(train_rows, t.batch_size, t.seed)  # a failed restore may have moved it
-        log('no checkpoint passed verification: starting from the start')
-      if checksums.enabled:  # checkpoints committed just before a kill have none yet
-        ckpt.record_new_checksums(workdir)
+    restored = ckpt.restore_at_start(manager, workdir, abstract, data, checksums, log)
+    if restored is not None:
+      step, state, meta = restored
     metrics_lib.truncate_after(workdir, step if step else -1)  # a fresh start logs step 0 again
     writer = metrics_lib.MetricsWriter(workdir)
     log(f'{p.stage}: {num_rows} records from {p.train_file}, {t.num_steps} steps of '

@@ -208,6 +208,25 @@ def restore_newest_good(manager, workdir, abstract_state, data_iterator, log=pri
   raise NoGoodCheckpoint(f'{workdir}: no checkpoint passed verification')
 
 
+def restore_at_start(manager, workdir, abstract_state, data_iterator, checksums, log=print):
+  """At a run's start: (step, state, meta) of the newest good checkpoint (`restore_newest_good`),
+  or None when there is none or none passes (the iterator is then back where it was). Either way
+  committed checkpoints without checksums get them: those of a run killed just after a commit."""
+  if not manager.all_steps():
+    return None
+  before = data_iterator.get_state()
+  try:
+    restored = restore_newest_good(manager, workdir, abstract_state, data_iterator, log)
+    log(f'resumed from the checkpoint at step {restored[0]}')
+  except NoGoodCheckpoint:
+    data_iterator.set_state(before)  # a failed restore may have moved it
+    restored = None
+    log('no checkpoint passed verification: training from the start')
+  if checksums.enabled:
+    record_new_checksums(workdir)
+  return restored
+
+
 def abstract_like(state):
   """ShapeDtypeStructs (with shardings) of a state: the restore target without a second copy."""
   return jax.tree.map(ocp.utils.to_shape_dtype_struct, state)

@@ -160,18 +160,12 @@ def _train(config, workdir, mesh, rules, batch_hook, log, profile) -> dict:
   manager = ckpt.make_manager(workdir, t.keep_checkpoints, preserve=t.save_steps)
   checksums = ckpt.ChecksumRecorder(workdir, manager, t.verify_checkpoints)
   loop = LoopState()
-  resumed = False
-  if manager.all_steps():
-    try:
-      latest, state, meta = ckpt.restore_newest_good(manager, workdir, fresh_state_abstract,
-                                                     data.train_iter, log)
-      loop, resumed = LoopState(**meta), True
-      log(f'resumed from the checkpoint at step {latest}')
-    except ckpt.NoGoodCheckpoint:
-      log('no checkpoint passed verification: training from the start')
-    if checksums.enabled:  # checkpoints committed just before a kill have none yet
-      ckpt.record_new_checksums(workdir)
-  if not resumed and t.init_from.run_dir:
+  restored = ckpt.restore_at_start(manager, workdir, fresh_state_abstract, data.train_iter,
+                                   checksums, log)
+  if restored is not None:
+    _, state, meta = restored
+    loop = LoopState(**meta)
+  elif t.init_from.run_dir:
     state = branch.restore_parent(config, fresh_state_abstract, data.train_iter)
     log(f'started from step {t.init_from.step} of {t.init_from.run_dir}')
   metrics_lib.truncate_after(workdir, int(state.step))
