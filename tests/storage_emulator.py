@@ -2,12 +2,15 @@
 
 `gcp-storage-emulator` (pure Python, in memory) serves the JSON API that gcsfs (epath's gs://
 backend) speaks; the environment it sets points gcsfs and TensorStore (Orbax's array writer) at
-it, and child processes inherit it. TensorStore can write there, but its reads in a fresh process
-fail ("Malformed StorageGeneration"), so checkpoints in the emulator cannot be restored.
+it, and child processes inherit it. GCS sends an object's generation in the `x-goog-generation`
+header of a media download and TensorStore (Orbax's array store) conditions its next write on it;
+the emulator leaves that header out, so `serve` adds it (without it the write fails with
+"Malformed StorageGeneration").
 """
 
 import contextlib
 import os
+import pathlib
 import socket
 import subprocess
 import sys
@@ -20,6 +23,31 @@ def _free_port() -> int:
   with socket.socket() as s:
     s.bind(('127.0.0.1', 0))
     return s.getsockname()[1]
+
+
+def serve(port: int, bucket: str) -> None:
+  """Runs the emulator on 127.0.0.1:`port` with `bucket` until killed; its media downloads carry
+  the object's generation and metageneration headers, as GCS's do."""
+  from gcp_storage_emulator import server
+  from gcp_storage_emulator.exceptions import NotFound
+  from gcp_storage_emulator.handlers import objects
+  plain_download = objects.download
+
+  def download(request, response, storage, *args, **kwargs):
+    try:
+      obj = storage.get_file_obj(request.params['bucket_name'], request.params['object_id'])
+      response['x-goog-generation'] = obj['generation']
+      response['x-goog-metageneration'] = obj['metageneration']
+    except NotFound:
+      pass  # the plain handler answers 404
+    return plain_download(request, response, storage, *args, **kwargs)
+
+  objects.download = download  # the JSON API's GET ?alt=media calls it by this name
+  for _, handlers in server.HANDLERS:
+    for method, handler in handlers.items():
+      if handler is plain_download:
+        handlers[method] = download
+  server.create_server('127.0.0.1', port, in_memory=True, default_bucket=bucket).run()
 
 
 def _forget_filesystems() -> None:
@@ -46,9 +74,8 @@ def gcs_emulator(bucket: str = BUCKET, timeout_s: float = 30.0):
   environment (a dict of the variables set), and stops it afterwards."""
   port = _free_port()
   process = subprocess.Popen(
-      [sys.executable, '-m', 'gcp_storage_emulator', 'start', '--host', '127.0.0.1',
-       '--port', str(port), '--default-bucket', bucket, '--in-memory', '--quiet'],
-      stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+      [sys.executable, '-c', f'from tests.storage_emulator import serve; serve({port}, {bucket!r})'],
+      cwd=pathlib.Path(__file__).parents[1], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
   deadline = time.time() + timeout_s
   while True:
     try:

@@ -1,10 +1,6 @@
 """Run directories in a bucket (gs://, served by a local GCS emulator): atomic writes and the
-lease that stands in for a lock there.
-
-Not here: a training run in the bucket. Orbax's TensorStore reads of a checkpoint written by
-another process fail against gcp-storage-emulator ("Malformed StorageGeneration": the emulator's
-object generations are not what TensorStore's gcs driver parses), so resume in a bucket is
-untested offline."""
+lease that stands in for a lock there. Training, resuming and fitting in a bucket:
+test_bucket_train.py."""
 
 import importlib.util
 import os
