@@ -145,3 +145,31 @@ def test_a_sweep_run_of_two_processes_fails_when_one_dies_and_is_retried(config_
   assert record['attempts'] == 2, out[-3000:]
   assert 'resumed from the checkpoint at step' in (run / run_dir_lib.LOG_FILE).read_text()
   assert_matches(run, single)
+
+
+@pytest.mark.slow
+def test_a_ray_sweep_places_a_two_process_run_on_two_nodes(config_file, single, tmp_path):
+  """On a two-node Ray cluster (two raylets on this machine), a run of two processes gets a
+  STRICT_SPREAD placement group: one task per node, joined through jax.distributed, and it ends
+  as the one-process run."""
+  ray = pytest.importorskip('ray')
+  from ray.cluster_utils import Cluster
+  from research.sweeps import plan, runner
+  cluster = Cluster(initialize_head=True, head_node_args={'num_cpus': 1})
+  cluster.add_node(num_cpus=1)
+  ray.init(address=cluster.address, runtime_env={'env_vars': {
+      'PYTHONPATH': str(ROOT), 'JAX_PLATFORMS': 'cpu',
+      'XLA_FLAGS': '--xla_force_host_platform_device_count=4'}})
+  try:
+    assert len([n for n in ray.nodes() if n['Alive']]) == 2
+    rows = runner.run_sweep(plan.load_sweep(config_file.parent / 'sweep.py'), tmp_path / 'sweep',
+                            executor='ray', hosts_per_run=2, log=lambda *_: None)
+  finally:
+    ray.shutdown()
+    cluster.shutdown()
+  (row,) = rows
+  assert row['status'] == 'completed'
+  run = pathlib.Path(row['run_dir'])
+  assert run_dir_lib.read_json(run / run_dir_lib.RUNNER_FILE)['executor'] == 'ray'
+  assert (run / run_dir_lib.HOST_LOG_FILE.format(index=1)).exists()
+  assert_matches(run, single)
