@@ -2,6 +2,7 @@
 metrics.jsonl, read back from the `.wandb` file W&B writes (no mock, no network)."""
 
 import json
+import re
 import struct
 
 import numpy as np
@@ -102,3 +103,44 @@ def test_a_training_run_logs_to_wandb_what_it_writes_to_metrics_jsonl(tmp_path, 
   history = [{k: v for k, v in row.items() if not k.startswith('_')}
              for row in offline_history(wandb_file)]
   assert history == logged
+
+
+
+@pytest.mark.slow
+def test_a_killed_run_resumed_continues_its_wandb_run(tmp_path, monkeypatch):
+  """A run SIGKILLed after its checkpoint at step 4 and run again: the second process continues
+  the same W&B run id from the step after the checkpoint it resumed from, with the numbers
+  metrics.jsonl holds."""
+  pytest.importorskip('wandb')
+  from tests.train_helpers import launch_train, logged_step, wait_for, write_config_file
+  from tests.train_helpers import write_corpus
+  monkeypatch.setenv('WANDB_MODE', 'offline')
+  monkeypatch.setenv('WANDB_SILENT', 'true')
+  config_file = write_config_file(
+      tmp_path / 'config.py', write_corpus(tmp_path / 'text', num_docs=12), tmp_path / 'cache',
+      "c.train.wandb_project = 'tests'", num_steps=40, eval_every=40, checkpoint_every=4,
+      warmup_steps=1)
+  workdir = tmp_path / 'run'
+  first = launch_train(config_file, workdir)
+  committed = lambda: (workdir / run_dir.CHECKPOINT_DIR / '4').is_dir() and logged_step(workdir) > 5
+  assert wait_for(committed, first), first.communicate()[0][-3000:]
+  first.kill()
+  first.wait()
+  killed_at = logged_step(workdir)
+  second = launch_train(config_file, workdir)
+  out = second.communicate(timeout=600)[0]
+  assert second.returncode == 0, out[-3000:]
+  files = sorted((workdir / run_dir.WANDB_DIR).glob('offline-run-*/run-*.wandb'))
+  ids = {f.parent.name.rsplit('-', 1)[1] for f in files}
+  assert len(files) == 2 and len(ids) == 1, files
+  sessions = [[row for row in offline_history(f) if 'loss' in row] for f in files]
+  logged = {r['step']: r['loss'] for r in run_dir.metric_records(workdir) if 'loss' in r}
+  assert sorted(logged) == list(range(1, 41))
+  # The second session logs from the checkpoint it resumed from to the end, steps the killed
+  # one had logged included. What the killed session had not flushed to its offline log is lost
+  # to W&B (here all of it: its service died with it); metrics.jsonl keeps every step.
+  resumed_from = int(re.search(r'resumed from the checkpoint at step (\d+)', out).group(1))
+  assert 4 <= resumed_from < killed_at
+  assert [row['step'] for row in sessions[1]] == list(range(resumed_from + 1, 41))
+  for rows in sessions:
+    assert all(row['loss'] == logged[row['step']] for row in rows)
