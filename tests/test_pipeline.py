@@ -1,0 +1,121 @@
+"""Pipeline parallelism: the schedules compute the scanned model's function and gradients; on 8
+fake CPU devices, pipelined AdamW training (GPipe and circular, next to data and FSDP parallelism)
+matches single-device training, and its checkpoint restores bitwise onto one device."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from research.config import base_config
+from research.model import Transformer, default_model_config
+from research.model.init import init_params
+from research.model.pipeline import Schedule, bubble_fraction, theoretical_bubble
+from research.train.checkpoint import load_state
+from research.train.validate import validate_config
+from tests.test_reshard import run
+from tests.test_sharding import LOSS_RTOL, PARAM_ATOL, run_meshes
+from tests.train_helpers import write_corpus
+
+SINGLE = ('pipe@1,1,1',)  # both pipeline variants are this model on one device
+MESHES = ('pipe@2,4,1,1,1', 'pipe_circular@1,2,4,1,1')
+
+
+@pytest.mark.parametrize('schedule', [Schedule(4, 2), Schedule(3, 5), Schedule(2, 2, 2),
+                                      Schedule(4, 6, 3)])
+def test_idle_slots_of_the_schedule_match_the_bubble_formula(schedule):
+  assert bubble_fraction(schedule) == pytest.approx(theoretical_bubble(schedule), abs=1e-12)
+  # Every stage works on each of its R M (chunk, microbatch) pairs exactly once.
+  for stage in range(schedule.num_stages):
+    busy = sum(schedule.active(t, stage) for t in range(schedule.num_iterations))
+    assert busy == schedule.num_repeats * schedule.num_microbatches
+
+
+def test_pipelined_layers_give_the_scanned_outputs_and_gradients():
+  c = default_model_config()
+  c.update(vocab_size=64, d_model=16, num_layers=4, num_heads=2, num_kv_heads=2, d_ff=32,
+           max_seq_len=8, dtype='float32', attention_impl='xla', scan_layers=True)
+  params = init_params(c, 3)
+  tokens_BxT = jax.random.randint(jax.random.key(4), (4, 8), 0, 64)
+  weights_BxTxV = jax.random.normal(jax.random.key(5), (4, 8, 64))
+
+  def loss(params, schedule):
+    logits = Transformer(c, pipeline=schedule).apply({'params': params}, tokens_BxT)
+    return jnp.sum(logits * weights_BxTxV)
+
+  grad_fn = jax.jit(jax.value_and_grad(loss), static_argnums=1)
+  want_loss, want_grads = grad_fn(params, None)
+  for schedule in (Schedule(4, 2), Schedule(2, 2, 2)):  # GPipe; circular (layers 0, 2 | 1, 3)
+    got_loss, got_grads = grad_fn(params, schedule)
+    np.testing.assert_allclose(got_loss, want_loss, rtol=1e-5)
+    for got, want in zip(jax.tree.leaves(got_grads), jax.tree.leaves(want_grads)):
+      np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-6)
+
+
+def _pipeline_config(**train):
+  c = base_config()
+  c.model.update(num_layers=4, scan_layers=True)
+  c.train.update(batch_size=8, **train)
+  c.mesh.ici = (1, 4, 2, 1, 1)
+  return c
+
+
+@pytest.mark.parametrize('change, field', [
+    (lambda c: c.model.update(scan_layers=False), 'model.scan_layers'),
+    (lambda c: c.model.update(num_layers=6), 'model.num_layers'),
+    (lambda c: c.model.update(num_experts=4), 'model.num_experts'),
+    (lambda c: c.train.update(pipeline_microbatches=3), 'train.pipeline_microbatches'),
+    (lambda c: c.train.update(pipeline_microbatches=8), 'train.pipeline_microbatches'),
+    (lambda c: (c.model.update(num_layers=8),
+                c.train.update(pipeline_schedule='circular', pipeline_microbatches=2)),
+     'train.pipeline_microbatches'),
+    (lambda c: c.train.update(pipeline_schedule='circular', pipeline_repeats=1),
+     'train.pipeline_repeats'),
+    (lambda c: c.train.update(pipeline_schedule='zigzag'), 'train.pipeline_schedule'),
+])
+def test_impossible_pipelines_are_refused_naming_the_field(change, field):
+  config = _pipeline_config()
+  validate_config(config, num_devices=8)  # GPipe, 4 stages, 4 microbatches of 2 over fsdp=2
+  change(config)
+  with pytest.raises(ValueError, match=field.replace('.', r'\.')):
+    validate_config(config, num_devices=8)
+
+
+@pytest.fixture(scope='module')
+def results(tmp_path_factory):
+  tmp_path = tmp_path_factory.mktemp('pipeline')
+  write_corpus(tmp_path / 'text')
+  return tmp_path, run_meshes(tmp_path, 1, SINGLE), run_meshes(tmp_path, 8, MESHES)
+
+
+@pytest.mark.parametrize('mesh', MESHES)
+def test_pipelined_training_matches_one_device(results, mesh):
+  _, single, sharded = results
+  reference = SINGLE[0]
+  np.testing.assert_allclose(sharded[f'{mesh}/losses'], single[f'{reference}/losses'],
+                             rtol=LOSS_RTOL)
+  names = [k.split('/', 1)[1] for k in single if k.startswith(reference + '/')
+           and 'losses' not in k]
+  assert any("'layers'" in n for n in names)
+  worst = max(np.max(np.abs(sharded[f'{mesh}/{n}'] - single[f'{reference}/{n}'])) for n in names)
+  print(f'{mesh}: max |param difference| = {worst:.2e}')
+  assert worst < PARAM_ATOL
+
+
+def test_pipelined_checkpoint_restores_on_one_device(results):
+  tmp_path, _, _ = results
+  workdir = tmp_path / 'runs8' / 'pipe_circular_1x2x4x1x1'
+  config = tmp_path / 'pipe_config.py'
+  config.write_text(
+      'from tests.mesh_runs import mesh_config\n\n\ndef get_config():\n'
+      f'  return mesh_config({str(tmp_path / "text")!r}, {str(tmp_path / "cache")!r}, '
+      '(1, 2, 4, 1, 1), "pipe_circular")\n')
+  out = tmp_path / 'restored.npz'
+  run(['-m', 'tests.reshard_runs', str(out), str(config), str(workdir), '1,1,1'], 1)
+  restored = dict(np.load(out))
+  assert int(restored['num_devices']) == 1
+  _, state = load_state(workdir)
+  for name in ('attn', 'mlp'):
+    for path, leaf in jax.tree_util.tree_flatten_with_path(state['params']['layers'][name])[0]:
+      key = f".params['layers']['{name}']{jax.tree_util.keystr(path)}"
+      np.testing.assert_array_equal(restored[key], np.asarray(leaf))
