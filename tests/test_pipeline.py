@@ -11,10 +11,8 @@ from research.config import base_config
 from research.model import Transformer, default_model_config
 from research.model.init import init_params
 from research.model.pipeline import Schedule, bubble_fraction, theoretical_bubble
-from research.train.checkpoint import load_state
 from research.train.validate import validate_config
-from tests.test_reshard import run
-from tests.test_sharding import LOSS_RTOL, PARAM_ATOL, run_meshes
+from tests.test_sharding import assert_training_matches, restore_on_one_device, run_meshes
 from tests.train_helpers import write_corpus
 
 SINGLE = ('pipe@1,1,1',)  # both pipeline variants are this model on one device
@@ -91,30 +89,12 @@ def results(tmp_path_factory):
 @pytest.mark.parametrize('mesh', MESHES)
 def test_pipelined_training_matches_one_device(results, mesh):
   _, single, sharded = results
-  reference = SINGLE[0]
-  np.testing.assert_allclose(sharded[f'{mesh}/losses'], single[f'{reference}/losses'],
-                             rtol=LOSS_RTOL)
-  names = [k.split('/', 1)[1] for k in single if k.startswith(reference + '/')
-           and 'losses' not in k]
-  assert any("'layers'" in n for n in names)
-  worst = max(np.max(np.abs(sharded[f'{mesh}/{n}'] - single[f'{reference}/{n}'])) for n in names)
-  print(f'{mesh}: max |param difference| = {worst:.2e}')
-  assert worst < PARAM_ATOL
+  assert_training_matches(single, sharded, SINGLE[0], mesh, ("'layers'",))
 
 
 def test_pipelined_checkpoint_restores_on_one_device(results):
   tmp_path, _, _ = results
-  workdir = tmp_path / 'runs8' / 'pipe_circular_1x2x4x1x1'
-  config = tmp_path / 'pipe_config.py'
-  config.write_text(
-      'from tests.mesh_runs import mesh_config\n\n\ndef get_config():\n'
-      f'  return mesh_config({str(tmp_path / "text")!r}, {str(tmp_path / "cache")!r}, '
-      '(1, 2, 4, 1, 1), "pipe_circular")\n')
-  out = tmp_path / 'restored.npz'
-  run(['-m', 'tests.reshard_runs', str(out), str(config), str(workdir), '1,1,1'], 1)
-  restored = dict(np.load(out))
-  assert int(restored['num_devices']) == 1
-  _, state = load_state(workdir)
+  restored, state = restore_on_one_device(tmp_path, (1, 2, 4, 1, 1), 'pipe_circular')
   for name in ('attn', 'mlp'):
     for path, leaf in jax.tree_util.tree_flatten_with_path(state['params']['layers'][name])[0]:
       key = f".params['layers']['{name}']{jax.tree_util.keystr(path)}"
