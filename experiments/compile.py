@@ -3,8 +3,10 @@
 `python -m experiments.compile --config=configs/llama_1b.py --mesh=1,8,1 [--devices=8]` lowers and
 compiles the sharded train step from abstract shapes and prints, per device, the parameter and
 optimizer-state bytes (from the shardings) and XLA's memory analysis (arguments, outputs,
-temporaries), plus the model FLOPs per step. `--devices=N` fakes N CPU devices. The last line is
-one JSON object with the same figures.
+temporaries), plus the model FLOPs per step. `--devices=N` fakes N CPU devices. A mesh with a
+'stage' axis above 1 also gets its pipeline schedule and bubble: the share of (stage, iteration)
+slots the schedule leaves idle, counted slot by slot, next to the theory (S-1)/(R M + S-1).
+The last line is one JSON object with the same figures.
 """
 
 import os
@@ -34,13 +36,16 @@ from absl import flags  # noqa: E402
 from ml_collections import config_flags  # noqa: E402
 
 from research.model import counting  # noqa: E402
+from research.model import pipeline as pipeline_lib  # noqa: E402
 from research.parallel.mesh import make_mesh  # noqa: E402
 from research.parallel.rules import as_rules  # noqa: E402
+from research.train.pipelining import pipeline_schedule  # noqa: E402
 from research.train.program import build_program  # noqa: E402
 from research.train.validate import validate_config  # noqa: E402
 
 _CONFIG = config_flags.DEFINE_config_file('config', None, 'Path to a config file.')
-_MESH = flags.DEFINE_string('mesh', None, 'ICI mesh shape data,fsdp,tensor (default: the config).')
+_MESH = flags.DEFINE_string('mesh', None, 'ICI mesh shape data,fsdp,tensor or '
+                             'data,stage,fsdp,expert,tensor (default: the config).')
 flags.DEFINE_integer('devices', None, 'Fake this many CPU devices (read before JAX starts).')
 flags.mark_flag_as_required('config')
 
@@ -67,7 +72,7 @@ def report(config) -> dict:
   memory = compiled.memory_analysis()
   counts = counting.predict_param_counts(m)
   tokens_per_step = t.batch_size * config.data.seq_len
-  return {
+  figures = {
       'devices': mesh.devices.size,
       'mesh': dict(zip(mesh.axis_names, mesh.devices.shape)),
       'params_total': counts.total,
@@ -81,6 +86,15 @@ def report(config) -> dict:
                               tokens_per_step,
       'tokens_per_step': tokens_per_step,
   }
+  schedule = pipeline_schedule(t, mesh.shape['stage'])
+  if schedule is not None:
+    figures['pipeline'] = {
+        'schedule': t.pipeline_schedule, 'stages': schedule.num_stages,
+        'microbatches': schedule.num_microbatches, 'repeats': schedule.num_repeats,
+        'iterations': schedule.num_iterations,
+        'bubble_fraction': pipeline_lib.bubble_fraction(schedule),
+        'bubble_theory': pipeline_lib.theoretical_bubble(schedule)}
+  return figures
 
 
 def main(argv):
@@ -106,6 +120,11 @@ def main(argv):
       figures['temp_bytes']
   print(f'  total (peak est.) {gib(peak)}')
   print(f'model FLOPs per step (PaLM convention): {figures["model_flops_per_step"]:.3e}')
+  if 'pipeline' in figures:
+    p = figures['pipeline']
+    print(f'pipeline {p["schedule"]}: {p["stages"]} stages x {p["microbatches"]} microbatches, '
+          f'{p["repeats"]} chunk(s) per stage, {p["iterations"]} iterations; bubble '
+          f'{p["bubble_fraction"]:.3f} (theory (S-1)/(R M + S-1) = {p["bubble_theory"]:.3f})')
   print(json.dumps(figures))
 
 

@@ -96,6 +96,10 @@ def default_train_config() -> ml_collections.ConfigDict:
   c.mean_span_length = 3.0  # span_corruption: mean length of a dropped span
   c.loss_chunk_len = 32  # fuse output layer + loss over chunks of <= this many positions; 0: off
   c.mtp_loss_weight = 1.0  # weight of the mean multi-token head loss (model.mtp_heads > 0)
+  # Pipeline parallelism, used when the mesh's 'stage' axis is above 1 (research/model/pipeline.py):
+  c.pipeline_schedule = 'gpipe'  # gpipe | circular (each stage holds pipeline_repeats chunks)
+  c.pipeline_microbatches = 0  # microbatches each (micro-)batch is cut into; 0: one per stage
+  c.pipeline_repeats = 2  # circular: chunks of layers per stage (R)
   c.log_every = 10
   c.eval_every = 200
   c.checkpoint_every = 200

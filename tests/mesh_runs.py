@@ -23,6 +23,15 @@ VARIANTS = {  # model and train overrides of the dense tiny model
     'moe_capacity': dict(model=dict(num_experts=8, experts_per_token=2,
                                     expert_capacity_factor=1.0, num_shared_experts=1,
                                     moe_d_ff=16, scan_layers=True)),
+    # Pipelines (research/model/pipeline.py) train 4 steps; the schedule only acts on a mesh
+    # with a 'stage' axis above 1, so on one device both are the plain scanned model.
+    'pipe': dict(model=dict(num_layers=4, scan_layers=True),
+                 train=dict(num_steps=4, checkpoint_every=4, eval_every=4,
+                            pipeline_microbatches=2)),
+    'pipe_circular': dict(model=dict(num_layers=4, scan_layers=True),
+                          train=dict(num_steps=4, checkpoint_every=4, eval_every=4,
+                                     pipeline_schedule='circular', pipeline_repeats=2,
+                                     pipeline_microbatches=2)),
 }
 
 

@@ -8,6 +8,8 @@ import sys
 import numpy as np
 import pytest
 
+from research.train.checkpoint import load_state
+from tests.test_reshard import run
 from tests.train_helpers import write_corpus
 
 ROOT = pathlib.Path(__file__).parents[1]
@@ -25,6 +27,36 @@ def run_meshes(tmp_path, devices, meshes):
                   str(tmp_path / 'cache'), str(tmp_path / f'runs{devices}'), *meshes],
                  cwd=ROOT, env=env, check=True, timeout=600)
   return dict(np.load(out))
+
+
+def restore_on_one_device(tmp_path, ici: tuple, variant: str):
+  """The state of the `run_meshes` run `variant@ici` (8 devices) restored onto one device by
+  tests.reshard_runs, as {name: array}, and the state as saved."""
+  workdir = tmp_path / 'runs8' / f'{variant}_{"x".join(str(i) for i in ici)}'
+  config = tmp_path / f'{variant}_config.py'
+  config.write_text(
+      'from tests.mesh_runs import mesh_config\n\n\ndef get_config():\n'
+      f'  return mesh_config({str(tmp_path / "text")!r}, {str(tmp_path / "cache")!r}, '
+      f'{tuple(ici)!r}, {variant!r})\n')
+  out = tmp_path / f'{variant}_restored.npz'
+  run(['-m', 'tests.reshard_runs', str(out), str(config), str(workdir), '1,1,1'], 1)
+  restored = dict(np.load(out))
+  assert int(restored['num_devices']) == 1
+  return restored, load_state(workdir)[1]
+
+
+def assert_training_matches(single, sharded, reference, mesh, must_name):
+  """The losses and final params of run `mesh` equal those of run `reference` (results of
+  `run_meshes`); `must_name` are parts of the param names that must be among those compared."""
+  np.testing.assert_allclose(sharded[f'{mesh}/losses'], single[f'{reference}/losses'],
+                             rtol=LOSS_RTOL)
+  names = [k.split('/', 1)[1] for k in single if k.startswith(reference + '/')
+           and 'losses' not in k]
+  for part in must_name:
+    assert any(part in n for n in names), part
+  worst = max(np.max(np.abs(sharded[f'{mesh}/{n}'] - single[f'{reference}/{n}'])) for n in names)
+  print(f'{mesh}: max |param difference| = {worst:.2e}')
+  assert worst < PARAM_ATOL
 
 
 @pytest.fixture(scope='module')

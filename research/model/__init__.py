@@ -23,6 +23,9 @@ adds one (`A1` = A + 1), and a bare 1 is a broadcast axis. The letters, everywhe
   Y  stop tokens
   I  input features of a weight        O  output features of a weight (quantisation)
 
+research/model/pipeline.py alone uses the letters of the pipeline papers: S stages,
+M microbatches, R chunks of layers per stage.
+
 Names from the scaling-law papers (alpha_N, k_N, threshold_N) are the papers' notation, not shapes.
 """
 

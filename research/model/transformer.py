@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import flax.linen as nn
+import jax
 import jax.numpy as jnp
 import ml_collections
 
 from research.model import mup
+from research.model import pipeline as pipeline_lib
 from research.model import positions as positions_lib
 from research.model.block import Block, BlockGroup
 from research.model.config import (REMAT_POLICIES, is_moe_layer, layer_mixer, mtp_field,
@@ -41,6 +43,16 @@ def _block_class(c: ml_collections.ConfigDict, decode: bool):
   return block
 
 
+def _layer_fn(c: ml_collections.ConfigDict, deterministic: bool):
+  """`(one layer's params, x, positions) -> x`: a scanned layer as a pure function (pipeline)."""
+  block = Block(c, deterministic, False, c.num_experts > 0, layer_mixer(c, 0), parent=None)
+  fn = lambda params, x_BxTxD, positions_BxT: block.apply({'params': params}, x_BxTxD,
+                                                          positions_BxT)[0]
+  if c.remat != 'none':
+    fn = jax.checkpoint(fn, policy=REMAT_POLICIES[c.remat])
+  return fn
+
+
 def _decode_positions(module, tokens_BxT, positions_BxT):
   """Decoding: positions default to each row's cache index onward; the index moves past them."""
   index = module.variable('cache', 'index',
@@ -66,10 +78,13 @@ class Transformer(nn.Module):
   returns `(output, heads)`: `heads` holds head k's logits [B, T, V] (hidden [B, T, D] with
   `return_hidden`) for the token k + 2 positions ahead (research/model/mtp.py).
   `in_prefix_BxT` (bool, training only) makes attention bidirectional over each row's prefix
-  positions (prefix LM; all True for MLM).
+  positions (prefix LM; all True for MLM). A `pipeline` schedule of more than one stage runs the
+  scanned layers as pipeline stages over microbatches (research/model/pipeline.py; training and
+  evaluation, not decoding); the params keep their layout.
   """
   config: ml_collections.ConfigDict
   decode: bool = False
+  pipeline: pipeline_lib.Schedule | None = None
 
   def setup(self):
     validate_model_config(self.config)
@@ -93,7 +108,11 @@ class Transformer(nn.Module):
     x_BxTxD = nn.Dropout(c.dropout_rate, deterministic=deterministic)(x_BxTxD)
 
     block = _block_class(c, self.decode)
-    if scan_groups(c):
+    if (self.pipeline is not None and self.pipeline.num_stages > 1 and not self.decode
+        and not self.is_initializing()):
+      x_BxTxD = pipeline_lib.run(self.pipeline, _layer_fn(c, deterministic),
+                                 self.variables['params']['layers'], x_BxTxD, positions_BxT)
+    elif scan_groups(c):
       x_BxTxD, _ = block(c, deterministic, self.decode, name='layers')(x_BxTxD, positions_BxT,
                                                                       in_prefix_BxT)
     elif c.scan_layers:  # one kind of mixer (validation refuses scanning a mixed pattern)

@@ -6,7 +6,7 @@ is split over 'data' and 'fsdp' (data parallelism and ZeRO-3 style FSDP), parame
 state are split over 'fsdp' along 'embed', and attention heads, MLP width and vocabulary over
 'tensor' (Megatron-style tensor parallelism).
 
-The mesh axes 'stage' (pipeline stages; validation keeps it at 1 until pipelining exists) and
+The mesh axes 'stage' (pipeline stages, research/model/pipeline.py; they shard the layers) and
 'expert' came later. A table that names neither (every table written before them, the defaults
 included) is read with them added: the batch is also split over 'expert' (expert-parallel devices
 are data-parallel outside the experts), the stacked layers of scanned params over 'stage', and the

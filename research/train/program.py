@@ -15,6 +15,7 @@ from jax.sharding import Mesh, NamedSharding
 
 from research.parallel import sharding as sharding_lib
 from research.train.optimizer import make_optimizer
+from research.train.pipelining import pipeline_schedule
 from research.train.state import TrainState, init_state, state_shardings
 from research.train.step import make_eval_step, make_train_step
 
@@ -44,14 +45,17 @@ def build_program(config: ml_collections.ConfigDict, mesh: Mesh, rules) -> Progr
   optimizer = make_optimizer(t, m)
   shardings = state_shardings(m, optimizer, mesh, rules)
   batch_sharding = sharding_lib.batch_sharding(mesh, rules)
+  pipeline = pipeline_schedule(t, mesh.shape['stage'])
   return Program(
       optimizer=optimizer,
       state_shardings=shardings,
       batch_sharding=batch_sharding,
       init_state=jax.jit(lambda: init_state(m, optimizer, t.seed), out_shardings=shardings),
       train_step=jax.jit(make_train_step(m, optimizer, t.z_loss, t.grad_accum_steps,
-                                         t.loss_chunk_len, t.get('mtp_loss_weight', 1.0)),
+                                         t.loss_chunk_len, t.get('mtp_loss_weight', 1.0),
+                                         pipeline),
                          in_shardings=(shardings, batch_sharding),
                          out_shardings=(shardings, None), donate_argnums=0),
-      eval_step=jax.jit(make_eval_step(m), in_shardings=(shardings.params, batch_sharding)),
+      eval_step=jax.jit(make_eval_step(m, pipeline),
+                        in_shardings=(shardings.params, batch_sharding)),
   )

@@ -51,7 +51,7 @@ def weighted_cross_entropy(logits_BxTxV, targets_BxT, weights_BxT, z_loss: float
 
 
 def make_train_step(model_config, optimizer, z_loss: float = 0.0, grad_accum_steps: int = 1,
-                    loss_chunk_len: int = 0, mtp_loss_weight: float = 1.0):
+                    loss_chunk_len: int = 0, mtp_loss_weight: float = 1.0, pipeline=None):
   """A pure `(state, batch) -> (state, metrics)`; the global batch is split into micro-batches.
 
   A batch with 'weights' and 'in_prefix' (train.objective other than causal) is trained with a
@@ -63,8 +63,10 @@ def make_train_step(model_config, optimizer, z_loss: float = 0.0, grad_accum_ste
   that is differentiated, and their per-layer figures (`moe.metrics`) to the metrics.
   Multi-token prediction heads (`model.mtp_heads`) add `mtp_loss_weight` x the mean of their
   losses, each logged as `mtp_loss_{k}` (k tokens ahead); `loss` stays the next-token loss.
+  A `pipeline` schedule (research/model/pipeline.py) runs the layers of each micro-batch in
+  pipeline stages.
   """
-  model = Transformer(model_config)
+  model = Transformer(model_config, pipeline=pipeline)
   heads = mtp_field(model_config, 'mtp_heads')
 
   def loss_fn(params, batch):
@@ -125,10 +127,11 @@ def make_train_step(model_config, optimizer, z_loss: float = 0.0, grad_accum_ste
   return train_step
 
 
-def make_eval_step(model_config):
+def make_eval_step(model_config, pipeline=None):
   """`(params, batch) -> summed nats over the batch's tokens` (summed so batches add exactly;
-  a batch with 'weights' counts its weighted targets only, with its prefix mask)."""
-  model = Transformer(model_config)
+  a batch with 'weights' counts its weighted targets only, with its prefix mask), the layers in
+  pipeline stages when a `pipeline` schedule is given."""
+  model = Transformer(model_config, pipeline=pipeline)
 
   def eval_step(params, batch):
     logits_BxTxV = model.apply({'params': params}, batch['inputs'],

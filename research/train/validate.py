@@ -18,6 +18,7 @@ from research.run_dir.paths import is_local
 from research.model.config import mamba_field, mtp_field, validate_model_config
 from research.parallel.mesh import MESH_AXES, resolve_shape
 from research.parallel.rules import as_rules
+from research.train.pipelining import check_pipeline
 from research.train.schedules import DECAY_SHAPES, SCHEDULES, cooldown_steps
 
 
@@ -84,9 +85,6 @@ def validate_config(config: ml_collections.ConfigDict, num_devices: int | None =
   num_devices = num_devices or jax.device_count()
   ici, dcn = resolve_shape(config.mesh.ici, config.mesh.dcn, num_devices)
   sizes = {axis: i * d for axis, i, d in zip(MESH_AXES, ici, dcn)}
-  if sizes['stage'] > 1:
-    _fail('mesh.ici', tuple(config.mesh.ici), f"a 'stage' axis of {sizes['stage']} needs "
-          'pipeline parallelism, which is not implemented yet; keep it 1')
   rules = as_rules(config.mesh.rules)
   batch_axes = _mesh_axes(rules, 'batch')
   batch_shards = math.prod(sizes.get(a, 1) for a in batch_axes)
@@ -94,6 +92,7 @@ def validate_config(config: ml_collections.ConfigDict, num_devices: int | None =
   if micro % batch_shards:
     _fail('train.batch_size', t.batch_size, f'each micro-batch ({micro} sequences) must divide '
           f'evenly over the {batch_shards} batch shards (mesh {" x ".join(batch_axes)})')
+  check_pipeline(config, sizes['stage'], _mesh_axes(rules, 'layers'), batch_shards)
   if m.num_experts:
     expert_axes = _mesh_axes(rules, 'exp')
     expert_shards = math.prod(sizes.get(a, 1) for a in expert_axes)
