@@ -87,6 +87,7 @@ def generate(model_config: ml_collections.ConfigDict, params, prompt_tokens_BxT,
   decoder = decoder_for(c)
   slots = min(round_up(t + max_new_tokens, CACHE_BUCKET), c.max_seq_len)
   padded_t = min(round_up(t, PROMPT_BUCKET), slots)
+  cache_lib.check_rewind(c, padded_t - int(lengths.min()), 'prompt_lengths')
   padded = np.pad(prompt, ((0, 0), (0, padded_t - t)), constant_values=pad_id)
   cache = cache_lib.init_cache(c, b, slots)
   token_B, cache = decoder.prefill(params, cache, jnp.asarray(padded), jnp.asarray(lengths), rows)
