@@ -1,6 +1,7 @@
 """Mamba's decoding state is a fixed ring of recent positions: its size does not depend on the
 cache length, decoding past the ring's wrap and rewinding by up to DECODE_REWIND positions equal
-recomputation on fresh random inputs (pure and hybrid stacks), and longer rewinds are refused."""
+recomputation on fresh random inputs (pure and hybrid stacks); ragged prompts beyond the ring are
+prefilled row by row; longer drafts are refused."""
 
 import jax
 import jax.numpy as jnp
@@ -10,6 +11,7 @@ import pytest
 from research.inference import cache as cache_lib
 from research.inference import generate, speculative_generate
 from research.inference.decoder import decoder_for
+from research.inference.recompute import greedy_without_cache
 from research.model.mamba import DECODE_REWIND, ring_slots
 from tests.test_inference_cache import (forward, incremental_logits, init_params,
                                         random_tokens, tiny_config)
@@ -71,14 +73,20 @@ def test_a_rewind_of_decode_rewind_positions_after_the_wrap_recomputes_exactly()
   np.testing.assert_allclose(logits, forward(c, params, tokens)[:, 50:], atol=LONG_TOL, rtol=LONG_TOL)
 
 
-def test_rewinds_longer_than_the_ring_are_refused_by_name():
+def test_ragged_prompts_beyond_the_ring_are_prefilled_row_by_row_and_equal_recomputation():
   c = tiny_config(**STACKS['pure'], **LONG)
   params = init_params(c, 14)
   prompt = random_tokens(c, 14, length=40)
-  with pytest.raises(ValueError, match='prompt_lengths'):
-    generate(c, params, prompt, 2, prompt_lengths=[40, 3])
+  got = generate(c, params, prompt, 3, prompt_lengths=[40, 3])
+  for row, n in enumerate((40, 3)):
+    want = greedy_without_cache(c, params, prompt[row:row + 1, :n], 3)[0]
+    np.testing.assert_array_equal(got[row, :n + 3], want)
+
+
+def test_drafts_longer_than_the_ring_are_refused_by_name():
+  c = tiny_config(**STACKS['pure'], **LONG)
+  params = init_params(c, 15)
+  prompt = random_tokens(c, 15, length=4)
   with pytest.raises(ValueError, match='num_draft'):
-    speculative_generate(c, params, c, params, prompt[:, :4], 2, num_draft=DECODE_REWIND + 1)
-  attention = tiny_config(**LONG)  # attention caches rewind any distance
-  got = generate(attention, init_params(attention, 14), prompt, 2, prompt_lengths=[40, 3])
-  assert got.shape == (2, 42)
+    speculative_generate(c, params, c, params, prompt, 2, num_draft=DECODE_REWIND + 1)
+  assert cache_lib.can_rewind(tiny_config(**LONG), 10 * DECODE_REWIND)  # attention: any distance

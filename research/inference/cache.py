@@ -87,10 +87,15 @@ def cache_length(cache) -> int | None:
   return max(lengths) if lengths else None
 
 
+def can_rewind(model_config: ml_collections.ConfigDict, steps: int) -> bool:
+  """Whether a row may step back `steps` positions: at most mamba.DECODE_REWIND when the stack
+  has Mamba layers (their rings keep no more); attention caches rewind any distance."""
+  return steps <= DECODE_REWIND or num_attention_layers(model_config) == model_config.num_layers
+
+
 def check_rewind(model_config: ml_collections.ConfigDict, steps: int, what: str) -> None:
-  """ValueError when a stack with Mamba layers would step a row back more than their rings keep
-  (mamba.DECODE_REWIND positions); attention caches rewind any distance."""
-  if steps > DECODE_REWIND and num_attention_layers(model_config) < model_config.num_layers:
+  """ValueError naming `what` unless `can_rewind`."""
+  if not can_rewind(model_config, steps):
     raise ValueError(f'{what}: a row steps back {steps} positions, more than the '
                      f'{DECODE_REWIND} a Mamba layer\'s decoding cache keeps')
 
