@@ -70,7 +70,8 @@ def test_a_rewind_of_decode_rewind_positions_after_the_wrap_recomputes_exactly()
   _, cache = incremental_logits(c, params, stale, [40, 10] + [1] * DECODE_REWIND, slots=96)
   positions = jnp.broadcast_to(jnp.arange(50, 58), (2, 8))
   logits, _ = decoder_for(c).extend(params, cache, jnp.asarray(tokens[:, 50:]), positions)
-  np.testing.assert_allclose(logits, forward(c, params, tokens)[:, 50:], atol=LONG_TOL, rtol=LONG_TOL)
+  np.testing.assert_allclose(logits, forward(c, params, tokens)[:, 50:], atol=LONG_TOL,
+                             rtol=LONG_TOL)
 
 
 def test_ragged_prompts_beyond_the_ring_are_prefilled_row_by_row_and_equal_recomputation():
