@@ -7,8 +7,8 @@ default corpus, each trained for the same training FLOPs (Chinchilla count, rese
 counting.py: the transformer's `--budget_steps` steps; the others' steps scaled to match):
 validation loss and training tokens/s. mtp: the transformer with 2 multi-token heads at the same
 steps (the next-token validation loss is the main head's) and the self-speculative speed-up of its
-greedy decoding over plain greedy decoding. decode: generated tokens/s of random-weight
-transformer and Mamba models of the tiny shape against prompt length (prefill excluded). Prints a
+greedy decoding over plain greedy decoding. decode: tokens/s of one-token decoding steps of the
+three random-weight models against prompt length (the prefill not timed). Prints a
 table per section and writes DIR/mamba_mtp.json and DIR/mamba_mtp.png.
 """
 
@@ -21,6 +21,7 @@ import pathlib
 import statistics
 import time
 
+import jax.numpy as jnp
 import numpy as np
 from absl import app
 from absl import flags
@@ -29,7 +30,10 @@ from absl import logging
 from experiments import synthetic_runs
 from research.config import load_python_file
 from research.data import corpus
+from research.inference import cache as cache_lib
 from research.inference import generate, self_speculative_generate
+from research.inference.decoder import decoder_for, row_sampling
+from research.inference.generation import CACHE_BUCKET, round_up
 from research.inference.run import load_run
 from research.model import counting
 from research.model.init import init_params
@@ -85,30 +89,41 @@ def train_section(out: pathlib.Path) -> list[dict]:
   return rows
 
 
-def _timed_tokens_per_sec(fn, repeats: int = 3) -> float:
-  fn()  # compile
-  return _NEW / statistics.median(_time(fn) for _ in range(repeats))
+def _decode_tokens_per_sec(model_config, params, prompt_1xT, repeats: int = 3) -> float:
+  """Tokens/s of `_NEW` one-token decoding steps after a prefill (the prefill not timed), the
+  median of `repeats` runs after one to compile."""
+  decoder, rows = decoder_for(model_config), row_sampling(1)
+  t = prompt_1xT.shape[1]
+  slots = min(round_up(t + _NEW + 1, CACHE_BUCKET), model_config.max_seq_len)
+  no_stop, not_done = jnp.asarray([-1], jnp.int32), jnp.zeros((1,), bool)
 
+  def run() -> float:
+    cache = cache_lib.init_cache(model_config, 1, slots)
+    token_1, cache = decoder.prefill(params, cache, jnp.asarray(prompt_1xT),
+                                     jnp.asarray([t], jnp.int32), rows)
+    token_1.block_until_ready()
+    start = time.perf_counter()
+    for i in range(_NEW):
+      token_1, _, cache = decoder.step(params, cache, token_1, jnp.full((1,), i + 1, jnp.int32),
+                                       rows, not_done, no_stop, 0)
+    token_1.block_until_ready()
+    return time.perf_counter() - start
 
-def _time(fn) -> float:
-  start = time.perf_counter()
-  fn()
-  return time.perf_counter() - start
+  run()  # compile
+  return _NEW / statistics.median(run() for _ in range(repeats))
 
 
 def decode_section() -> list[dict]:
   contexts = [int(x) for x in _CONTEXTS.value]
   rows = []
-  for name in ('transformer', 'mamba'):
+  for name in VARIANTS:
     c = tiny_config(1, **VARIANTS[name])
     c.model.max_seq_len = max(contexts) + 2 * _NEW
     params = init_params(c.model, 0)
     for t in contexts:
       prompt = np.random.default_rng(t).integers(0, c.model.vocab_size, (1, t), dtype=np.int32)
-      full = _timed_tokens_per_sec(lambda: generate(c.model, params, prompt, _NEW + 1))
-      prefill = _timed_tokens_per_sec(lambda: generate(c.model, params, prompt, 1))
-      step_s = _NEW / full - _NEW / prefill  # the time of _NEW decoding steps
-      rows.append({'model': name, 'context': t, 'decode_tokens_per_sec': _NEW / step_s})
+      rows.append({'model': name, 'context': t,
+                   'decode_tokens_per_sec': _decode_tokens_per_sec(c.model, params, prompt)})
   print('\ndecoding (batch 1, prefill excluded), random weights of the tiny shapes')
   print(f'{"model":<14}{"context":>8}{"tokens/s":>10}')
   for r in rows:
@@ -173,6 +188,7 @@ def main(argv):
     raise app.UsageError(f'unexpected arguments: {argv[1:]}')
   logging.set_verbosity(logging.WARNING)
   out = pathlib.Path(_OUT.value)
+  out.mkdir(parents=True, exist_ok=True)
   start = time.perf_counter()
   record = {}
   if 'train' in _SECTIONS.value:

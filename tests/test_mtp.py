@@ -48,6 +48,34 @@ def test_head_losses_match_a_numpy_reference_and_are_logged():
                                rtol=1e-5)
 
 
+def test_fused_head_losses_give_the_plain_gradients_without_the_heads_logits():
+  """With loss_chunk_len the heads' losses are fused too: the same update as the plain path, and
+  the step's temporary memory does not grow by a head's [B, T, V] logits."""
+  c = tiny_config(mtp_heads=2)
+  params = random_params(c, 1, scale=0.1)
+  tokens = jnp.asarray(random_tokens(c, 1, batch=2, length=13))
+  batch = {'inputs': tokens[:, :-1], 'targets': tokens[:, 1:]}
+  optimizer = optax.sgd(1.0)  # new params = params - gradient
+  updated = []
+  for chunk in (0, 4):
+    step = jax.jit(make_train_step(c, optimizer, loss_chunk_len=chunk, mtp_loss_weight=0.5))
+    state = TrainState(step=0, params=params, opt_state=optimizer.init(params))
+    updated.append(step(state, batch)[0].params)
+  jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-6), *updated)
+
+  def temp_bytes(heads):
+    big = tiny_config(mtp_heads=heads, vocab_size=8192)
+    state = jax.eval_shape(lambda: TrainState(step=0, params=init_params(big),
+                                              opt_state=optimizer.init(init_params(big))))
+    step = jax.jit(make_train_step(big, optimizer, loss_chunk_len=8))
+    tokens = jax.ShapeDtypeStruct((4, 40), jnp.int32)
+    compiled = step.lower(state, {'inputs': tokens, 'targets': tokens}).compile()
+    return compiled.memory_analysis().temp_size_in_bytes
+
+  # unfused, the heads' logits and gradients add 3.5x one head's [B, T, V] float32 logits
+  assert temp_bytes(2) - temp_bytes(0) < 4 * 40 * 8192 * 4
+
+
 def test_head_params_are_counted_and_bad_values_refused():
   for heads in (1, 3):
     c = tiny_config(mtp_heads=heads, mlp='swiglu')

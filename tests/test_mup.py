@@ -53,6 +53,15 @@ def test_init_scales_hidden_matrices_by_one_over_root_width_multiplier():
   assert stds[256, 'mup']['embed'] == pytest.approx(0.02, rel=0.05)
 
 
+def test_multi_token_heads_are_initialised_like_the_hidden_layers_under_mup():
+  layers = 2
+  for kind, want in (('standard', 0.02), ('mup', 0.02 / 2)):  # m = 256 / 64 = 4
+    p = init_params(config(256, kind, base_width=64, layers=layers, mtp_heads=1).model, seed=0)
+    head = p['mtp']['head_0_mlp']
+    assert float(np.std(head['wi'])) == pytest.approx(want, rel=0.05)
+    assert float(np.std(head['wo'])) == pytest.approx(want / np.sqrt(2 * layers), rel=0.05)
+
+
 def test_adam_learning_rate_of_hidden_matrices_is_divided_by_the_width_multiplier():
   c = config(128, 'mup', base_width=32)  # m = 4
   params = init_params(c.model, seed=0)

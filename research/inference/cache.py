@@ -1,7 +1,9 @@
 """The decoding cache: shapes and logical axes from the model itself, and per-row edits.
 
 The tree is the 'cache' collection of `Transformer(config, decode=True)`: `index` [B] (each row's
-next free slot) and every layer's `key`/`value` [B, S, K, H] (a leading layer axis when scanned).
+next free slot), every attention layer's `key`/`value` [B, S, K, H] and every Mamba layer's ring
+`conv_input` [B, W, F] / `ssm_state` [B, W, F, X] of fixed size W (a leading layer axis when
+scanned; research/model/mamba.py).
 Each leaf's 'batch' axis is read from its logical names, so row edits work scanned or not.
 """
 
@@ -16,6 +18,8 @@ import jax.numpy as jnp
 import ml_collections
 
 from research.model import Transformer
+from research.model.config import num_attention_layers
+from research.model.mamba import DECODE_REWIND
 
 
 @functools.lru_cache(maxsize=64)
@@ -75,9 +79,25 @@ def init_cache(model_config: ml_collections.ConfigDict, batch: int, length: int)
   return _zeros_for(model_config.to_json(), batch, length)()
 
 
-def cache_length(cache) -> int:
-  """Number of slots S of a cache."""
-  return max(x.shape[-3] for x in jax.tree.leaves(cache) if x.ndim >= 4)
+def cache_length(cache) -> int | None:
+  """Number of slots S of a cache's attention layers; None for a stack without attention, whose
+  Mamba rings take any position."""
+  lengths = [x.shape[-3] for path, x in jax.tree_util.tree_flatten_with_path(cache)[0]
+             if getattr(path[-1], 'key', None) == 'key']
+  return max(lengths) if lengths else None
+
+
+def can_rewind(model_config: ml_collections.ConfigDict, steps: int) -> bool:
+  """Whether a row may step back `steps` positions: at most mamba.DECODE_REWIND when the stack
+  has Mamba layers (their rings keep no more); attention caches rewind any distance."""
+  return steps <= DECODE_REWIND or num_attention_layers(model_config) == model_config.num_layers
+
+
+def check_rewind(model_config: ml_collections.ConfigDict, steps: int, what: str) -> None:
+  """ValueError naming `what` unless `can_rewind`."""
+  if not can_rewind(model_config, steps):
+    raise ValueError(f'{what}: a row steps back {steps} positions, more than the '
+                     f'{DECODE_REWIND} a Mamba layer\'s decoding cache keeps')
 
 
 def set_index(cache, index_B):

@@ -84,7 +84,9 @@ class Decoder:
     (idle rows in a batch).
     """
     slots = cache_lib.cache_length(cache)
-    positions_Bx1 = jnp.minimum(cache['index'], slots - 1)[:, None]
+    positions_Bx1 = cache['index'][:, None]
+    if slots is not None:
+      positions_Bx1 = jnp.minimum(positions_Bx1, slots - 1)
     logits_Bx1xV, cache = self.apply(params, cache, tokens_B[:, None], positions_Bx1)
     next_B = rows.sample(logits_Bx1xV[:, 0], counts_B)
     next_B = jnp.where(done_B, pad_id, next_B)

@@ -7,6 +7,7 @@ reuse the compiled programs.
 
 from __future__ import annotations
 
+import jax
 import jax.numpy as jnp
 import ml_collections
 import numpy as np
@@ -63,6 +64,22 @@ def assemble(prompt_BxT, lengths_B, generated_BxM, pad_id: int):
   return out
 
 
+def _prefill_rows(decoder, params, cache, slots: int, padded_BxT, lengths_B, rows):
+  """Prefills each row alone, padded to its own bucket, into its rows of `cache`: for ragged
+  prompts that a Mamba layer's ring could not rewind across (`cache.can_rewind`)."""
+  axes = cache_lib.batch_axes(decoder.config)
+  tokens = []
+  for row, n in enumerate(lengths_B):
+    row_t = min(round_up(int(n), PROMPT_BUCKET), padded_BxT.shape[1])
+    token_1, row_cache = decoder.prefill(
+        params, cache_lib.init_cache(decoder.config, 1, slots),
+        jnp.asarray(padded_BxT[row:row + 1, :row_t]), jnp.asarray(lengths_B[row:row + 1]),
+        jax.tree.map(lambda x: x[row:row + 1], rows))
+    cache = cache_lib.put_rows(cache, row_cache, row, axes)
+    tokens.append(token_1)
+  return jnp.concatenate(tokens), cache
+
+
 def generate(model_config: ml_collections.ConfigDict, params, prompt_tokens_BxT,
              max_new_tokens: int, temperature=0.0, top_k=0, top_p=1.0, seed=0, *,
              prompt_lengths=None, stop_tokens=(), pad_id: int = 0) -> np.ndarray:
@@ -89,7 +106,11 @@ def generate(model_config: ml_collections.ConfigDict, params, prompt_tokens_BxT,
   padded_t = min(round_up(t, PROMPT_BUCKET), slots)
   padded = np.pad(prompt, ((0, 0), (0, padded_t - t)), constant_values=pad_id)
   cache = cache_lib.init_cache(c, b, slots)
-  token_B, cache = decoder.prefill(params, cache, jnp.asarray(padded), jnp.asarray(lengths), rows)
+  if cache_lib.can_rewind(c, padded_t - int(lengths.min())):
+    token_B, cache = decoder.prefill(params, cache, jnp.asarray(padded), jnp.asarray(lengths),
+                                     rows)
+  else:
+    token_B, cache = _prefill_rows(decoder, params, cache, slots, padded, lengths, rows)
   stop_Y = jnp.asarray(list(stop_tokens) or [-1], jnp.int32)
   done_B = jnp.isin(token_B, stop_Y)
   generated = [token_B]

@@ -95,6 +95,8 @@ def self_speculative_generate(model_config: ml_collections.ConfigDict, params, p
   check_length(model_config, t + max_new_tokens)
   slots = min(round_up(t + max_new_tokens + heads + 1, CACHE_BUCKET), model_config.max_seq_len)
   padded_t = min(round_up(t, PROMPT_BUCKET), slots)
+  cache_lib.check_rewind(model_config, heads, 'model.mtp_heads')
+  cache_lib.check_rewind(model_config, padded_t - int(lengths.min()), 'prompt_lengths')
   padded = jnp.asarray(np.pad(prompt, ((0, 0), (0, padded_t - t)), constant_values=pad_id))
   prefill, one_round = _programs_for(model_config.to_json())
   cache = cache_lib.init_cache(model_config, b, slots)

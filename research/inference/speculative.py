@@ -161,6 +161,8 @@ def speculative_generate(target_config: ml_collections.ConfigDict, target_params
   positions_BxT = jnp.broadcast_to(jnp.arange(padded_t, dtype=jnp.int32), (b, padded_t))
   caches = []
   for config, params in ((target_config, target_params), (draft_config, draft_params)):
+    cache_lib.check_rewind(config, k, 'num_draft')
+    cache_lib.check_rewind(config, padded_t - int(lengths.min()) + 1, 'prompt_lengths')
     cache = cache_lib.init_cache(config, b, slots)
     caches.append(decoder_for(config).extend(params, cache, padded, positions_BxT)[1])
   target_cache, draft_cache = caches

@@ -17,7 +17,8 @@ adds one (`A1` = A + 1), and a bare 1 is a broadcast axis. The letters, everywhe
   J  groups of input features (quantisation)
   Z  items per chunk or group; taps of Mamba's convolution
   X  states per channel of a state-space (Mamba) layer
-  W  beams (beam search)               M  new tokens generated
+  W  beams (beam search); slots of a Mamba layer's decoding ring
+  M  new tokens generated
   A  draft tokens per speculative round
   E  samples drawn per prompt (a GRPO group)
   Y  stop tokens

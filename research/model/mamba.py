@@ -9,12 +9,13 @@ y_t = C_t . h_t + D x_t, gated by SiLU(z) and projected back by out_proj.
 Training runs the recurrence in parallel with `jax.lax.associative_scan` over time (log T depth);
 `recurrent_scan` is the same recurrence one step at a time (the decoding form and a reference).
 
-With `decode=True` the layer keeps, like the attention's key/value cache, one entry per cache
-slot: 'conv_input' [B, S, F] (the convolution's inputs) and 'ssm_state' [B, S, F, X] (the state
-after each position). Tokens at positions p..p+T-1 (consecutive in a row) start from the state
-stored at slot p-1 and the inputs at slots p-Z+1..p-1, so rewinding a row (rejected speculative
-drafts, right-padded prompts) is only a move of its index, as for attention. Compute per token is
-constant in the context length; the cache's memory is S x F x X per layer and row.
+With `decode=True` the layer keeps a bounded ring of recent history in the 'cache' collection:
+'conv_input' [B, W, F] (the convolution's inputs) and 'ssm_state' [B, W, F, X] (the state after
+each position), position p in slot p mod W, W = DECODE_REWIND + max(Z - 1, 1) whatever the cache
+length. Tokens at positions p..p+T-1 (consecutive in a row) start from the state stored for p-1
+and the inputs for p-Z+1..p-1, so a row may be rewound by up to DECODE_REWIND positions (rejected
+speculative drafts, right-padded prompts) by moving its index, as for attention. A step reads and
+writes one slot: compute and memory per token are constant in the context length.
 """
 
 from __future__ import annotations
@@ -26,8 +27,15 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-CONV_CACHE_AXES = ('batch', 'length', 'mlp')
-STATE_CACHE_AXES = ('batch', 'length', 'mlp', None)
+CONV_CACHE_AXES = ('batch', None, 'mlp')
+STATE_CACHE_AXES = ('batch', None, 'mlp', None)
+DECODE_REWIND = 32  # positions a decoding row may step back (speculative drafts, prompt padding)
+
+
+def ring_slots(d_conv: int) -> int:
+  """W, the decode cache's slots: enough history to restart up to DECODE_REWIND positions back
+  (the state before the restart and the Z - 1 inputs before it)."""
+  return DECODE_REWIND + max(d_conv - 1, 1)
 
 
 def dt_rank(d_model: int, rank: int) -> int:
@@ -156,12 +164,13 @@ class Mamba(nn.Module):
     h0_BxFxX = jnp.zeros((b, f, n_state), jnp.float32)
     cached = self.decode and self.has_variable('cache', 'conv_input')
     if self.decode:
+      w = ring_slots(z)
       conv_input = self.variable('cache', 'conv_input',
                                  nn.with_logical_partitioning(jnp.zeros, CONV_CACHE_AXES),
-                                 x_BxTxF.shape, self.dtype)
+                                 (b, w, f), self.dtype)
       ssm_state = self.variable('cache', 'ssm_state',
                                 nn.with_logical_partitioning(jnp.zeros, STATE_CACHE_AXES),
-                                x_BxTxF.shape + (n_state,), jnp.float32)
+                                (b, w, f, n_state), jnp.float32)
     if cached:
       prefix_BxZ1xF, h0_BxFxX = _read_cache(conv_input.value, ssm_state.value,
                                             positions_BxT[:, 0], z)
@@ -191,29 +200,34 @@ class Mamba(nn.Module):
     y_BxTxF = y_BxTxF * nn.silu(gate_BxTxF)
     y_BxTxF = nn.with_logical_constraint(y_BxTxF, ('batch', 'length', 'mlp'))
     if cached:
-      rows_Bx1 = jnp.arange(b)[:, None]
-      conv_input.value = nn.with_logical_constraint(
-          conv_input.value.at[rows_Bx1, positions_BxT].set(x_BxTxF.astype(self.dtype),
-                                                           mode='drop'), CONV_CACHE_AXES)
-      ssm_state.value = nn.with_logical_constraint(
-          ssm_state.value.at[rows_Bx1, positions_BxT].set(h_BxTxFxX, mode='drop'),
-          STATE_CACHE_AXES)
+      _write_cache(conv_input, ssm_state, x_BxTxF, h_BxTxFxX, positions_BxT)
     return self._dense('out_proj', y_BxTxF, (f, d), ('mlp', 'embed'), self.out_init_std,
                        self.use_bias, ('embed',))
 
 
-def _read_cache(conv_input_BxSxF, ssm_state_BxSxFxX, start_B, z: int):
-  """The Z - 1 convolution inputs and the state before position `start_B` of each row (zeros
-  before position 0)."""
-  slots_BxZ1 = start_B[:, None] + jnp.arange(1 - z, 0)
-  valid_BxZ1 = slots_BxZ1 >= 0
-  prefix_BxZ1xF = jnp.take_along_axis(conv_input_BxSxF, jnp.maximum(slots_BxZ1, 0)[..., None],
-                                      axis=1)
-  prefix_BxZ1xF = jnp.where(valid_BxZ1[..., None], prefix_BxZ1xF, 0)
-  previous_B = jnp.maximum(start_B - 1, 0)
-  h0_BxFxX = ssm_state_BxSxFxX[jnp.arange(start_B.shape[0]), previous_B]
+def _read_cache(conv_input_BxWxF, ssm_state_BxWxFxX, start_B, z: int):
+  """The Z - 1 convolution inputs and the state before position `start_B` of each row, from their
+  ring slots (zeros before position 0)."""
+  w = conv_input_BxWxF.shape[1]
+  positions_BxZ1 = start_B[:, None] + jnp.arange(1 - z, 0)
+  prefix_BxZ1xF = jnp.take_along_axis(conv_input_BxWxF, (positions_BxZ1 % w)[..., None], axis=1)
+  prefix_BxZ1xF = jnp.where((positions_BxZ1 >= 0)[..., None], prefix_BxZ1xF, 0)
+  h0_BxFxX = ssm_state_BxWxFxX[jnp.arange(start_B.shape[0]), (start_B - 1) % w]
   h0_BxFxX = jnp.where((start_B > 0)[:, None, None], h0_BxFxX, 0.0)
   return prefix_BxZ1xF, h0_BxFxX
+
+
+def _write_cache(conv_input, ssm_state, x_BxTxF, h_BxTxFxX, positions_BxT):
+  """Stores the inputs and states of the last min(T, W) positions in their ring slots, in place
+  (earlier ones would be overwritten within the call anyway)."""
+  w = conv_input.value.shape[1]
+  rows_Bx1 = jnp.arange(x_BxTxF.shape[0])[:, None]
+  slots_BxW = positions_BxT[:, -w:] % w
+  conv_input.value = nn.with_logical_constraint(
+      conv_input.value.at[rows_Bx1, slots_BxW].set(x_BxTxF[:, -w:].astype(conv_input.value.dtype)),
+      CONV_CACHE_AXES)
+  ssm_state.value = nn.with_logical_constraint(
+      ssm_state.value.at[rows_Bx1, slots_BxW].set(h_BxTxFxX[:, -w:]), STATE_CACHE_AXES)
 
 
 def numpy_reference(params: dict, x_BxTxD: np.ndarray, d_state: int, d_conv: int,

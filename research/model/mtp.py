@@ -15,6 +15,7 @@ import flax.linen as nn
 import jax.numpy as jnp
 import ml_collections
 
+from research.model import mup
 from research.model.config import resolve_dtype
 from research.model.mlp import MLP
 from research.model.norms import Norm
@@ -28,11 +29,12 @@ class MTPHeads(nn.Module):
   def __call__(self, trunk_BxTxD):
     c = self.config
     dtype, param_dtype = resolve_dtype(c.dtype), jnp.dtype(c.param_dtype)
-    out_std = c.init_std / math.sqrt(2 * c.num_layers)
+    std = mup.hidden_init_std(c, c.init_std)  # as the decoder layers' (research/model/block.py)
+    out_std = std / math.sqrt(2 * c.num_layers)
     heads = []
     for k in range(c.mtp_heads):
       mlp = MLP(kind=c.mlp, d_ff=c.d_ff, use_bias=c.use_bias, gelu_approximate=c.gelu_approximate,
-                init_std=c.init_std, out_init_std=out_std, dtype=dtype, param_dtype=param_dtype,
+                init_std=std, out_init_std=out_std, dtype=dtype, param_dtype=param_dtype,
                 name=f'head_{k}_mlp')
       h_BxTxD = trunk_BxTxD + mlp(Norm(c.norm, c.norm_eps, dtype, param_dtype,
                                        name=f'head_{k}_norm')(trunk_BxTxD))

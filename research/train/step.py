@@ -25,14 +25,20 @@ def cross_entropy(logits_BxTxV, targets_BxT, z_loss: float = 0.0):
   return loss, jnp.mean(nll_BxT)
 
 
-def mtp_losses(heads, unembed_DxV, targets_BxT) -> list:
+def mtp_losses(heads, unembed_DxV, targets_BxT, loss_chunk_len: int = 0) -> list:
   """Mean cross-entropy of each multi-token head: head k (from 0) at position t predicts
-  targets[t + k + 1], so its last k + 1 positions have no target and are left out."""
+  targets[t + k + 1], so its last k + 1 positions have no target and are left out. With
+  `loss_chunk_len` > 0 each head's output layer and loss are fused like the main one's."""
   losses = []
   for k, h_BxTxD in enumerate(heads):
-    logits_BxTxV = jnp.einsum('btd,dv->btv', h_BxTxD[:, :-(k + 1)], unembed_DxV,
+    h_BxTxD, head_targets_BxT = h_BxTxD[:, :-(k + 1)], targets_BxT[:, k + 1:]
+    if loss_chunk_len:
+      chunk_len = chunk_length(head_targets_BxT.shape[1], loss_chunk_len)
+      losses.append(fused_cross_entropy(h_BxTxD, unembed_DxV, head_targets_BxT, chunk_len)[0])
+      continue
+    logits_BxTxV = jnp.einsum('btd,dv->btv', h_BxTxD, unembed_DxV,
                               preferred_element_type=jnp.float32)
-    losses.append(cross_entropy(logits_BxTxV, targets_BxT[:, k + 1:])[1])
+    losses.append(cross_entropy(logits_BxTxV, head_targets_BxT)[1])
   return losses
 
 
@@ -91,7 +97,7 @@ def make_train_step(model_config, optimizer, z_loss: float = 0.0, grad_accum_ste
     sown = sown.get(moe.COLLECTION, {})
     metrics = moe.metrics(sown, model_config)
     if heads:
-      losses = mtp_losses(head_outputs, unembed_DxV, targets_BxT)
+      losses = mtp_losses(head_outputs, unembed_DxV, targets_BxT, loss_chunk_len)
       loss = loss + mtp_loss_weight * sum(losses) / heads
       metrics.update({f'mtp_loss_{k + 2}': l for k, l in enumerate(losses)})
     return loss + moe.aux_loss(sown, model_config), (nll, metrics)
