@@ -1,15 +1,10 @@
 """Weight-only int8/int4 quantisation of a params tree, dequantised inside the jitted step.
 
-Each matrix is viewed as [O, I] (I: the axes a matmul contracts, stored last; O: the rest) and
-each output channel's I is cut into groups of `group_size`; each group gets one float32 scale,
-max|w| / qmax (symmetric, round to nearest). `group_size=None` is per-channel (one group spans all
-of I). int4 values are packed two to a byte (a group's first half in the low nibbles, its second
-half in the high ones), so device memory holds 1 (int8) or 1/2 (int4) byte per weight plus the
-scales. Norm scales and biases (1-D leaves) stay in float.
-
-Why contracted axes last: XLA:CPU fuses the int8 -> float conversion, the scale and the transpose
-back to the model's [I, O] into the dot that reads it when I is the minor axis, so decoding reads
-1 byte per weight instead of materialising a float copy each step (docs/inference.md).
+Each matrix is viewed as [I, O] (I: the axes a matmul contracts, O: the rest) and cut into groups
+of `group_size` rows along I; each group and output channel gets one float32 scale, max|w| / qmax
+(symmetric, round to nearest). `group_size=None` is per-channel (one group spans all of I). int4
+values are packed two to a byte, so device memory holds 1 (int8) or 1/2 (int4) byte per weight
+plus the scales. Norm scales and biases (1-D leaves) stay in float.
 """
 
 from __future__ import annotations
@@ -31,7 +26,7 @@ KEPT_EXACT = ('A_log',)
 
 @struct.dataclass
 class QuantizedTensor:
-  """int8 (or packed int4) values [O, J, Z] (int4: [O, J, Z/2]) and scales [O, J, 1]."""
+  """int8 (or packed int4) values [I/G, G, O] (int4: [I/G, G/2, O]) and scales [I/G, 1, O]."""
   values: jax.Array
   scales: jax.Array
   shape: tuple[int, ...] = struct.field(pytree_node=False)
@@ -41,10 +36,10 @@ class QuantizedTensor:
   def dequantize(self, dtype=jnp.float32):
     """The float matrix, in its original shape."""
     q = _unpack_int4(self.values) if self.bits == 4 else self.values
-    w_OxI = (q.astype(jnp.float32) * self.scales).reshape(self.scales.shape[0], -1)
+    w_IxO = (q.astype(jnp.float32) * self.scales).reshape(-1, self.scales.shape[-1])
     order = _order(len(self.shape), self.in_axes)
     moved = [self.shape[a] for a in order]
-    w = w_OxI[:, :math.prod(moved[len(moved) - len(self.in_axes):])].reshape(moved)
+    w = w_IxO[:math.prod(moved[:len(self.in_axes)])].reshape(moved)
     return jnp.transpose(w, np.argsort(order)).astype(dtype)
 
   @property
@@ -53,22 +48,19 @@ class QuantizedTensor:
 
 
 def _order(ndim: int, in_axes: tuple[int, ...]) -> list[int]:
-  """Output axes first, then the contracted ones."""
-  return [a for a in range(ndim) if a not in in_axes] + list(in_axes)
+  return list(in_axes) + [a for a in range(ndim) if a not in in_axes]
 
 
 def _pack_int4(q):
-  """[.., Z] int8 in [-7, 7] -> [.., Z/2] uint8: the first half in the low nibbles, the second
-  in the high ones (halves, not neighbours: unpacking is a concatenation, which XLA fuses)."""
+  """[.., G, O] int8 in [-7, 7] -> [.., G/2, O] uint8, two offset nibbles a byte."""
   u = (q + 8).astype(np.uint8)
-  half = q.shape[-1] // 2
-  return u[..., :half] | (u[..., half:] << 4)
+  return u[..., 0::2, :] | (u[..., 1::2, :] << 4)
 
 
 def _unpack_int4(packed):
   low = (packed & 0xF).astype(jnp.int8) - 8
   high = (packed >> 4).astype(jnp.int8) - 8
-  return jnp.concatenate([low, high], axis=-1)
+  return jnp.stack([low, high], axis=-2).reshape(*packed.shape[:-2], -1, packed.shape[-1])
 
 
 def quantize_tensor(w, bits: int, group_size: int | None, in_axes: tuple[int, ...]):
@@ -83,15 +75,15 @@ def quantize_tensor(w, bits: int, group_size: int | None, in_axes: tuple[int, ..
   w = np.asarray(jax.device_get(w), np.float32)
   order = _order(w.ndim, in_axes)
   i = math.prod(w.shape[a] for a in in_axes)
-  w_OxI = np.transpose(w, order).reshape(-1, i)
+  w_IxO = np.transpose(w, order).reshape(i, -1)
   g = group_size or i + i % 2
-  w_OxI = np.pad(w_OxI, ((0, 0), (0, -i % g)))
-  w_OxJxZ = w_OxI.reshape(w_OxI.shape[0], -1, g)
-  scales_OxJx1 = np.max(np.abs(w_OxJxZ), axis=2, keepdims=True) / QMAX[bits]
-  scales_OxJx1 = np.where(scales_OxJx1 > 0, scales_OxJx1, 1.0).astype(np.float32)
-  q = np.clip(np.round(w_OxJxZ / scales_OxJx1), -QMAX[bits], QMAX[bits]).astype(np.int8)
+  w_IxO = np.pad(w_IxO, ((0, -i % g), (0, 0)))
+  w_JxZxO = w_IxO.reshape(-1, g, w_IxO.shape[-1])
+  scales_Jx1xO = np.max(np.abs(w_JxZxO), axis=1, keepdims=True) / QMAX[bits]
+  scales_Jx1xO = np.where(scales_Jx1xO > 0, scales_Jx1xO, 1.0).astype(np.float32)
+  q = np.clip(np.round(w_JxZxO / scales_Jx1xO), -QMAX[bits], QMAX[bits]).astype(np.int8)
   values = _pack_int4(q) if bits == 4 else q
-  return QuantizedTensor(jnp.asarray(values), jnp.asarray(scales_OxJx1), tuple(w.shape),
+  return QuantizedTensor(jnp.asarray(values), jnp.asarray(scales_Jx1xO), tuple(w.shape),
                          tuple(in_axes), bits)
 
 
