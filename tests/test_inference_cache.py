@@ -135,6 +135,24 @@ def test_ragged_rows_decode_at_their_own_positions():
     assert (got[row, len(p) + 6:] == 0).all()
 
 
+@pytest.mark.parametrize('overrides', [ROPE_GQA, VARIANTS['rope_gqa_llama']])
+def test_prefill_computes_logits_at_each_rows_last_prompt_token_only(overrides):
+  c = tiny_config(**overrides)  # tied and untied output layers
+  params = init_params(c, 6)
+  tokens = random_tokens(c, 6, batch=3, length=12)
+  lengths = jnp.asarray([12, 5, 1], jnp.int32)
+  decoder = decoder_for(c)
+  last = jax.jit(decoder.last_logits)
+  cache = cache_lib.init_cache(c, 3, 16)
+  got, _ = last(params, cache, jnp.asarray(tokens), lengths)
+  full = forward(c, params, tokens)
+  want = np.stack([full[row, n - 1] for row, n in enumerate(np.asarray(lengths))])
+  np.testing.assert_allclose(got, want, atol=TOL, rtol=TOL)
+  # The program asks for [3, 12, D] hidden states but never [3, 12, V] logits.
+  text = last.lower(params, cache, jnp.asarray(tokens), lengths).as_text()
+  assert f'3x12x{c.d_model}xf32' in text and f'3x12x{c.vocab_size}xf32' not in text
+
+
 def test_cache_is_kv_heads_wide_with_logical_axes():
   c = tiny_config(position='rope', num_kv_heads=1, num_heads=4)
   cache = cache_lib.init_cache(c, 3, 20)

@@ -68,12 +68,25 @@ class Decoder:
         mutable=['cache'])
     return logits_BxTxV, updated['cache']
 
-  def _prefill(self, params, cache, prompt_BxT, lengths_B, rows: RowSampling):
-    """Caches a right-padded prompt, sets each row's index to its length, samples token 1."""
+  def last_logits(self, params, cache, prompt_BxT, lengths_B):
+    """Caches a right-padded prompt -> (logits [B, V] at each row's last prompt token, cache).
+
+    Only those B positions go through the output layer: the other T - 1 rows of logits would
+    cost T x D x V multiply-adds and are never used.
+    """
     b, t = prompt_BxT.shape
     positions_BxT = jnp.broadcast_to(jnp.arange(t, dtype=jnp.int32), (b, t))
-    logits_BxTxV, cache = self.apply(params, cache, prompt_BxT, positions_BxT)
-    last_BxV = jnp.take_along_axis(logits_BxTxV, (lengths_B - 1)[:, None, None], axis=1)[:, 0]
+    (hidden_BxTxD, unembed_DxV), updated = self.model.apply(
+        {'params': dequantize_params(params), 'cache': cache}, prompt_BxT, positions_BxT,
+        return_hidden=True, mutable=['cache'])
+    last_BxD = jnp.take_along_axis(hidden_BxTxD, (lengths_B - 1)[:, None, None], axis=1)[:, 0]
+    logits_BxV = jnp.einsum('bd,dv->bv', last_BxD, unembed_DxV,
+                            preferred_element_type=jnp.float32)
+    return logits_BxV, updated['cache']
+
+  def _prefill(self, params, cache, prompt_BxT, lengths_B, rows: RowSampling):
+    """Caches a right-padded prompt, sets each row's index to its length, samples token 1."""
+    last_BxV, cache = self.last_logits(params, cache, prompt_BxT, lengths_B)
     token_B = rows.sample(last_BxV, jnp.zeros_like(lengths_B))
     return token_B, cache_lib.set_index(cache, lengths_B)
 
