@@ -37,6 +37,8 @@ def test_params_tree_shrinks_and_keeps_vectors_in_float():
   assert q8['layers_0']['attn']['query'].values.dtype == jnp.int8
   assert q4['layers_0']['mlp']['wi'].values.dtype == jnp.uint8
   assert q8['layers_0']['attn_norm']['scale'].dtype == jnp.float32
+  for name in ('query_bias', 'key_bias', 'value_bias'):  # [N, H] and [K, H]: biases, not matrices
+    assert q8['layers_0']['attn'][name].dtype == jnp.float32, name
   assert quantize.params_nbytes(q8) < 0.3 * floats
   assert quantize.params_nbytes(q4) < 0.2 * floats
 

@@ -24,6 +24,11 @@ IN_AXES = {'embed': (1,), 'embedding': (1,), 'out': (0, 1)}
 KEPT_EXACT = ('A_log',)
 
 
+def _is_bias(name: str) -> bool:
+  """Biases stay in float even when they are [N, H] (attention's query/key/value biases)."""
+  return name == 'bias' or name.endswith('_bias')
+
+
 @struct.dataclass
 class QuantizedTensor:
   """int8 (or packed int4) values [I/G, G, O] (int4: [I/G, G/2, O]) and scales [I/G, 1, O]."""
@@ -89,7 +94,8 @@ def quantize_tensor(w, bits: int, group_size: int | None, in_axes: tuple[int, ..
 
 def quantize_params(params, bits: int = 8, group_size: int | None = None):
   """Every matrix (ndim >= 2 per layer) of a plain params tree quantised; scanned layer axes kept
-  per layer; vectors (norm scales, biases, scanned or not) and Mamba's A_log left as they are.
+  per layer; vectors (norm scales, scanned or not), biases of any shape and Mamba's A_log left
+  as they are.
 
   Typical choices: int8 per-channel (`group_size=None`), int4 with `group_size=32..128`.
   """
@@ -97,7 +103,7 @@ def quantize_params(params, bits: int = 8, group_size: int | None = None):
   out = {}
   for path, w in flat.items():
     per_layer_ndim = getattr(w, 'ndim', 0) - ('layers' in path)  # scanned: a leading layer axis
-    if per_layer_ndim < 2 or path[-1] in KEPT_EXACT:
+    if per_layer_ndim < 2 or path[-1] in KEPT_EXACT or _is_bias(path[-1]):
       out[path] = w
       continue
     in_axes = IN_AXES.get(path[-1], (0,))
