@@ -50,8 +50,9 @@ def serve(port: int, bucket: str) -> None:
   server.create_server('127.0.0.1', port, in_memory=True, default_bucket=bucket).run()
 
 
-def _forget_filesystems() -> None:
-  """fsspec and epath cache filesystem objects: drop them so the new endpoint is used."""
+def forget_filesystems() -> None:
+  """fsspec and epath cache filesystem objects and gcsfs their listings: drop them so the new
+  endpoint is used, or what another process wrote since is seen."""
   import fsspec
   import fsspec.config
   import gcsfs
@@ -97,7 +98,7 @@ def gcs_emulator(bucket: str = BUCKET, timeout_s: float = 30.0):
          'GCSFS_EXPERIMENTAL_ZB_HNS_SUPPORT': 'false'}
   saved = {k: os.environ.get(k) for k in env}
   os.environ.update(env)
-  _forget_filesystems()
+  forget_filesystems()
   try:
     yield env
   finally:
@@ -106,6 +107,6 @@ def gcs_emulator(bucket: str = BUCKET, timeout_s: float = 30.0):
         os.environ.pop(key, None)
       else:
         os.environ[key] = value
-    _forget_filesystems()
+    forget_filesystems()
     process.kill()
     process.wait()

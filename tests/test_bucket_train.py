@@ -16,7 +16,7 @@ from research.scaling.chinchilla import PUBLISHED
 from research.sweeps import synthetic
 from research.train.checkpoint import load_state
 from research.train.loop import train
-from tests.storage_emulator import BUCKET, gcs_emulator
+from tests.storage_emulator import BUCKET, forget_filesystems, gcs_emulator
 from tests.train_helpers import ROOT, assert_states_equal, tiny_config, write_corpus
 
 
@@ -68,3 +68,57 @@ def test_a_sweep_in_a_bucket_is_fitted_there(emulator):
   for name in ('approach1', 'approach2', 'approach3'):
     assert fits[name]['a'] == pytest.approx(a_true, abs=0.05), name
   assert (out / 'isoflop.png').read_bytes()[:8] == b'\x89PNG\r\n\x1a\n'
+
+
+@pytest.mark.slow
+def test_a_sweep_in_a_bucket_killed_and_restarted_ends_as_the_local_sweep(emulator, tmp_path):
+  """A two-run sweep into the bucket is SIGKILLed (driver and runs) after a checkpoint; once the
+  leases the killed processes held expire, the restarted sweep completes, each run bitwise equal
+  to the same run swept on a local disk, and the fit CLI reads the table in the bucket."""
+  import time
+  from research.sweeps import plan, runner, table
+  from tests.test_sweep_runner import ENV, TOKENS, kill_sweep, sweep_command, sweep_file
+  path = sweep_file(tmp_path, (write_corpus(tmp_path / 'text'), tmp_path / 'cache'),
+                    tokens=TOKENS[:2])
+  local = runner.run_sweep(plan.load_sweep(path), tmp_path / 'local', log=lambda *_: None)
+  assert [r['status'] for r in local] == ['completed', 'completed']
+
+  sweep_dir = f'gs://{BUCKET}/sweeps/killed'
+  env = dict(ENV, **emulator)
+  driver = subprocess.Popen(sweep_command(path, sweep_dir), cwd=ROOT, env=env, text=True,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+  checkpointed = lambda: bool(list(  # committed: in a bucket Orbax writes this object last
+      run_dir.as_path(sweep_dir).glob('*/checkpoints/5/commit_success.txt')))
+  deadline = time.time() + 600
+  while not checkpointed():
+    assert driver.poll() is None and time.time() < deadline, driver.communicate()[0][-3000:]
+    time.sleep(0.5)
+  kill_sweep(driver, sweep_dir)
+  assert [r['status'] for r in table.read_rows(sweep_dir)].count('completed') < 2
+  leased = lambda: [d for d in (run_dir.as_path(sweep_dir), *run_dir.as_path(sweep_dir).glob('*'))
+                    if run_dir.live_lease(d) or run_dir.live_lease(d, run_dir.SWEEP_LEASE_FILE)]
+  while leased():  # a killed holder keeps its directory until its lease expires (60 s)
+    assert time.time() < deadline
+    time.sleep(2)
+  result = subprocess.run(sweep_command(path, sweep_dir), cwd=ROOT, env=env, text=True,
+                          capture_output=True, timeout=600)
+  assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+  forget_filesystems()  # gcsfs's listings cached before the restart are stale
+  rows = {r['label']: r for r in table.read_rows(sweep_dir)}
+  assert len(rows) == 2 and all(r['status'] == 'completed' for r in rows.values())
+  resumed = [r for r in rows.values()
+             if 'resumed from the checkpoint' in (run_dir.as_path(r['run_dir']) /
+                                                  run_dir.LOG_FILE).read_text()]
+  assert resumed, 'no run of the restarted sweep resumed from a checkpoint'
+  for expected in local:
+    got = rows[expected['label']]
+    (_, state), (_, reference) = load_state(got['run_dir']), load_state(expected['run_dir'])
+    assert_states_equal(state, reference)
+    assert got['final_eval_loss'] == expected['final_eval_loss']
+
+  fit = subprocess.run([sys.executable, '-m', 'experiments.fit', f'--workdir={sweep_dir}',
+                        '--n_bootstrap=5'], cwd=ROOT, env=env, capture_output=True, text=True,
+                       timeout=300)
+  assert fit.returncode == 0, fit.stderr
+  assert 'needs at least 5 runs, got 2' in fit.stdout  # it read both rows from the bucket
+  assert (run_dir.as_path(sweep_dir) / run_dir.FITS_DIR / run_dir.FITS_FILE).exists()
