@@ -70,8 +70,6 @@ def test_batch_must_divide_over_devices():
     ((-1, 1, 3), (1, 1, 1), 'does not divide'),
     ((-1, 1, 1), (3, 1, 1), 'slices do not divide'),
     ((1, 1), (1, 1, 1), 'one size per axis'),
-    ((1, 2, 1, 1, 4), (1, 1, 1), 'pipeline parallelism, which is not implemented'),
-    ((1, 1, 1, 1, 4), (1, 2, 1, 1, 1), 'pipeline parallelism, which is not implemented'),
 ])
 def test_bad_mesh_is_rejected_naming_the_field(ici, dcn, expected):
   config = base_config()
