@@ -9,12 +9,15 @@ the emulator leaves that header out, so `serve` adds it (without it the write fa
 """
 
 import contextlib
+import importlib.util
 import os
 import pathlib
 import socket
 import subprocess
 import sys
 import time
+
+import pytest
 
 BUCKET = 'research-test'
 
@@ -74,8 +77,9 @@ def gcs_emulator(bucket: str = BUCKET, timeout_s: float = 30.0):
   """Starts the emulator with `bucket`, sets this process's environment to use it, yields that
   environment (a dict of the variables set), and stops it afterwards."""
   port = _free_port()
+  serve_here = f'from tests.storage_emulator import serve; serve({port}, {bucket!r})'
   process = subprocess.Popen(
-      [sys.executable, '-c', f'from tests.storage_emulator import serve; serve({port}, {bucket!r})'],
+      [sys.executable, '-c', serve_here],
       cwd=pathlib.Path(__file__).parents[1], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
   deadline = time.time() + timeout_s
   while True:
@@ -110,3 +114,13 @@ def gcs_emulator(bucket: str = BUCKET, timeout_s: float = 30.0):
     forget_filesystems()
     process.kill()
     process.wait()
+
+
+@pytest.fixture(scope='module')
+def emulator():
+  """The emulator for a test module (imported into it); skipped without the test extra."""
+  # Looked up, not imported: gcsfs reads the emulator's settings when first imported.
+  if not all(importlib.util.find_spec(m) for m in ('gcsfs', 'gcp_storage_emulator')):
+    pytest.skip('needs gcsfs and gcp-storage-emulator (the test extra)')
+  with gcs_emulator() as env:
+    yield env

@@ -2,10 +2,8 @@
 training run preempted and resumed there ends bitwise equal to the same run on a local disk, and
 a sweep there is fitted, its figures and fits.json written back to the bucket."""
 
-import importlib.util
 import json
 import os
-import signal
 import subprocess
 import sys
 
@@ -16,17 +14,9 @@ from research.scaling.chinchilla import PUBLISHED
 from research.sweeps import synthetic
 from research.train.checkpoint import load_state
 from research.train.loop import train
-from tests.storage_emulator import BUCKET, forget_filesystems, gcs_emulator
-from tests.train_helpers import ROOT, assert_states_equal, tiny_config, write_corpus
-
-
-@pytest.fixture(scope='module')
-def emulator():
-  # Looked up, not imported: gcsfs reads the emulator's settings when first imported.
-  if not all(importlib.util.find_spec(m) for m in ('gcsfs', 'gcp_storage_emulator')):
-    pytest.skip('needs gcsfs and gcp-storage-emulator (the test extra)')
-  with gcs_emulator() as env:
-    yield env
+from tests.storage_emulator import BUCKET, forget_filesystems
+from tests.storage_emulator import emulator  # pylint: disable=unused-import (a fixture)
+from tests.train_helpers import ROOT, assert_states_equal, preempt_at, tiny_config, write_corpus
 
 
 def test_a_run_in_a_bucket_is_preempted_resumes_there_and_equals_the_local_run(emulator, tmp_path):
@@ -36,12 +26,8 @@ def test_a_run_in_a_bucket_is_preempted_resumes_there_and_equals_the_local_run(e
   expected = train(c, tmp_path / 'local', **quiet)
   assert expected['status'] == 'completed'
 
-  def preempt_at_step_3(step, batch):
-    if step == 2:  # the batch of step 3: the loop saves after it and returns
-      os.kill(os.getpid(), signal.SIGTERM)
-    return batch
   workdir = run_dir.as_path(f'gs://{BUCKET}/runs/preempted')
-  assert train(c, workdir, batch_hook=preempt_at_step_3, **quiet) == {'status': 'preempted',
+  assert train(c, workdir, batch_hook=preempt_at(3), **quiet) == {'status': 'preempted',
                                                                       'step': 3}
   lines = []
   assert train(c, workdir, log=lines.append)['status'] == 'completed'

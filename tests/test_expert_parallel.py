@@ -8,8 +8,8 @@ capacity paths), next to data, FSDP and tensor parallelism.
 import numpy as np
 import pytest
 
-from tests.test_sharding import assert_training_matches, restore_on_one_device, run_meshes
-from tests.train_helpers import write_corpus
+from tests.test_sharding import (assert_training_matches, restore_on_one_device,
+                                 single_and_mesh_runs)
 
 # Dropless (unscanned) next to FSDP; capacity with a shared expert (scanned) next to data and
 # tensor parallelism. Two meshes keep the test to two 8-device training runs.
@@ -19,9 +19,7 @@ MESHES = ('moe@1,1,2,4,1', 'moe_capacity@2,1,1,2,2')
 
 @pytest.fixture(scope='module')
 def results(tmp_path_factory):
-  tmp_path = tmp_path_factory.mktemp('expert_parallel')
-  write_corpus(tmp_path / 'text')
-  return tmp_path, run_meshes(tmp_path, 1, SINGLE), run_meshes(tmp_path, 8, MESHES)
+  return single_and_mesh_runs(tmp_path_factory, 'expert_parallel', SINGLE, MESHES)
 
 
 @pytest.mark.parametrize('mesh', MESHES)

@@ -3,9 +3,7 @@ the splits hold exactly the saved documents, streaming reads the same, the grain
 it resumes exactly from a saved iterator state, and a training run on it preempted and resumed
 ends bitwise equal to an uninterrupted one."""
 
-import os
 import random
-import signal
 
 import numpy as np
 import pytest
@@ -18,7 +16,7 @@ from research.data.build import build_data
 from research.train.checkpoint import load_state
 from research.train.loop import train
 from research.train.validate import validate_config
-from tests.train_helpers import assert_states_equal
+from tests.train_helpers import assert_states_equal, preempt_at
 
 datasets = pytest.importorskip('datasets')
 
@@ -107,12 +105,8 @@ def test_training_on_an_hf_corpus_preempted_and_resumed_ends_bitwise_equal(saved
   expected = train(c, tmp_path / 'uninterrupted', **quiet)
   assert expected['status'] == 'completed'
 
-  def preempt_at_step_5(step, batch):
-    if step == 4:  # the batch of step 5: the loop saves after it and returns
-      os.kill(os.getpid(), signal.SIGTERM)
-    return batch
   workdir = tmp_path / 'preempted'
-  assert train(c, workdir, batch_hook=preempt_at_step_5, **quiet) == {'status': 'preempted',
+  assert train(c, workdir, batch_hook=preempt_at(5), **quiet) == {'status': 'preempted',
                                                                       'step': 5}
   lines = []
   assert train(c, workdir, log=lines.append)['status'] == 'completed'

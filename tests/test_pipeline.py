@@ -11,8 +11,8 @@ from research.config import base_config
 from research.model import pipeline
 from research.model.pipeline import Schedule, bubble_fraction, theoretical_bubble
 from research.train.validate import validate_config
-from tests.test_sharding import assert_training_matches, restore_on_one_device, run_meshes
-from tests.train_helpers import write_corpus
+from tests.test_sharding import (assert_training_matches, restore_on_one_device,
+                                 single_and_mesh_runs)
 
 SINGLE = ('pipe@1,1,1',)  # both pipeline variants are this model on one device
 # One 8-device run keeps the file short: the circular schedule (strided stages, the loop back to
@@ -91,9 +91,7 @@ def test_impossible_pipelines_are_refused_naming_the_field(change, field):
 
 @pytest.fixture(scope='module')
 def results(tmp_path_factory):
-  tmp_path = tmp_path_factory.mktemp('pipeline')
-  write_corpus(tmp_path / 'text')
-  return tmp_path, run_meshes(tmp_path, 1, SINGLE), run_meshes(tmp_path, 8, MESHES)
+  return single_and_mesh_runs(tmp_path_factory, 'pipeline', SINGLE, MESHES)
 
 
 @pytest.mark.parametrize('mesh', MESHES)

@@ -2,23 +2,14 @@
 lease that stands in for a lock there. Training, resuming and fitting in a bucket:
 test_bucket_train.py."""
 
-import importlib.util
 import os
 
 import numpy as np
 import pytest
 
 from research import run_dir
-from tests.storage_emulator import BUCKET, gcs_emulator
-
-
-@pytest.fixture(scope='module')
-def emulator():
-  # Looked up, not imported: gcsfs reads the emulator's settings when first imported.
-  if not all(importlib.util.find_spec(m) for m in ('gcsfs', 'gcp_storage_emulator')):
-    pytest.skip('needs gcsfs and gcp-storage-emulator (the test extra)')
-  with gcs_emulator() as env:
-    yield env
+from tests.storage_emulator import BUCKET
+from tests.storage_emulator import emulator  # pylint: disable=unused-import (a fixture)
 
 
 def test_atomic_json_round_trips_in_the_bucket_as_one_object(emulator):

@@ -29,6 +29,14 @@ def run_meshes(tmp_path, devices, meshes):
   return dict(np.load(out))
 
 
+def single_and_mesh_runs(tmp_path_factory, name: str, single, meshes):
+  """(directory, results of `single` on one device, results of `meshes` on 8 devices), trained
+  on a fresh corpus in a new directory `name`: a module fixture's body."""
+  tmp_path = tmp_path_factory.mktemp(name)
+  write_corpus(tmp_path / 'text')
+  return tmp_path, run_meshes(tmp_path, 1, single), run_meshes(tmp_path, 8, meshes)
+
+
 def restore_on_one_device(tmp_path, ici: tuple, variant: str):
   """The state of the `run_meshes` run `variant@ici` (8 devices) restored onto one device by
   tests.reshard_runs, as {name: array}, and the state as saved."""

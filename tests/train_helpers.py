@@ -4,6 +4,7 @@ import json
 import os
 import pathlib
 import random
+import signal
 import subprocess
 import sys
 import time
@@ -88,6 +89,16 @@ def wait_for(predicate, process, timeout=600):
     time.sleep(0.002)
   process.kill()
   raise TimeoutError('the training process did not reach the expected point')
+
+
+def preempt_at(step: int):
+  """A `batch_hook` for `train` that SIGTERMs this process with the batch of `step`: the loop
+  saves after that step and returns {'status': 'preempted', 'step': step}."""
+  def hook(index, batch):
+    if index == step - 1:  # batch `index` is that of step index + 1
+      os.kill(os.getpid(), signal.SIGTERM)
+    return batch
+  return hook
 
 
 def assert_states_equal(state, reference):
