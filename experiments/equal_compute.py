@@ -1,11 +1,12 @@
 """Tokenizers, objectives and deduplication compared at equal compute (issue 16).
 
-  python -m experiments.equal_compute --workdir=runs/equal [--comparisons=tokenizers,objectives,dedup]
-      [--num_steps=150]
+  python -m experiments.equal_compute --workdir=runs/equal
+      [--comparisons=tokenizers,objectives,dedup] [--num_steps=150]
 
 Runs the sweeps configs/sweeps/{tokenizers,objectives,dedup}.py (one subdirectory of --workdir
 each; rerunning skips finished runs, like experiments.sweep with the same files), then prints one
-table per comparison, writes them to DIR/equal_compute.json and plots DIR/equal_compute.png.
+table per comparison, adds them to DIR/equal_compute.json (keeping comparisons run before) and
+plots every comparison there in DIR/equal_compute.png.
 Every run has the same model, batch, row length and steps (configs/sweeps/equal_compute.py), so
 the same training FLOPs. The metric is validation bits per byte: for the objectives, each model
 scored as a causal LM on the same validation windows (its own eval loss is over other targets).
@@ -108,8 +109,9 @@ def dedup_rows(rows: list[dict], injected: dict) -> list[dict]:
     r['removed_near'] = record['removed'].get('near_dedup', 0)
     r['lsh_candidates_rejected'] = record.get('lsh_candidates_rejected', 0)
     r['injected'] = injected['injected']
-    r.update(injected_duplicates.audit(clean.train_split(data, log=lambda _: None),
-                                       data.text_dir, injected))
+    kept = clean.train_split(data, log=lambda _: None)
+    r['kept_documents'] = len(kept)
+    r.update(injected_duplicates.audit(kept, data.text_dir, injected))
     out.append(r)
   return out
 
@@ -140,8 +142,9 @@ COLUMNS = {
                    'eval_bits_per_byte', 'wall_time_s'),
     'objectives': ('objective', 'eval_loss', 'causal_nats_per_token', 'causal_bits_per_byte',
                    'wall_time_s'),
-    'dedup': ('label', 'train_documents', 'removed_exact', 'removed_near',
-              'lsh_candidates_rejected', 'duplicates_left', 'false_positives', 'eval_loss', 'eval_bits_per_byte', 'wall_time_s'),
+    'dedup': ('label', 'train_documents', 'kept_documents', 'removed_exact', 'removed_near',
+              'lsh_candidates_rejected', 'duplicates_left', 'false_positives', 'eval_loss',
+              'eval_bits_per_byte', 'wall_time_s'),
 }
 METRIC = {'tokenizers': 'eval_bits_per_byte', 'objectives': 'causal_bits_per_byte',
           'dedup': 'eval_bits_per_byte'}
@@ -170,13 +173,14 @@ def plot(results: dict, path: pathlib.Path) -> None:
     key = {'tokenizers': 'tokenizer', 'objectives': 'objective', 'dedup': 'label'}[name]
     labels = [str(r[key]).replace('sentencepiece_', 'sp_').replace('dedup=', '') for r in rows]
     values = [r[METRIC[name]] for r in rows]
-    ax.bar(range(len(rows)), values, color='tab:blue')
+    bars = ax.bar(range(len(rows)), values, color='tab:blue')
+    ax.bar_label(bars, fmt='%.3f', fontsize=8)
     ax.set_xticks(range(len(rows)), labels, rotation=30, ha='right')
     ax.set_ylabel('validation bits per byte' + (' (causal)' if name == 'objectives' else ''))
     ax.set_title(name)
     finite = [v for v in values if math.isfinite(v)]
     if finite:
-      ax.set_ylim(0.9 * min(finite), 1.02 * max(finite))
+      ax.set_ylim(0.9 * min(finite), 1.05 * max(finite))
   FigureCanvasAgg(fig).print_png(str(path))
 
 
@@ -202,8 +206,11 @@ def main(argv):
       print(f'error: {e}', file=sys.stderr)
       sys.exit(2)
     print(f'\n## {name}\n\n{markdown_table(name, results[name])}\n')
-  run_dir.write_json_atomically(workdir / 'equal_compute.json', results)
-  plot(results, workdir / 'equal_compute.png')
+  earlier = run_dir.read_json(workdir / 'equal_compute.json') or {}
+  everything = {name: results.get(name, earlier.get(name)) for name in COMPARISONS
+                if name in results or name in earlier}
+  run_dir.write_json_atomically(workdir / 'equal_compute.json', everything)
+  plot(everything, workdir / 'equal_compute.png')
   print(f'wrote {workdir / "equal_compute.json"} and {workdir / "equal_compute.png"}')
   bad = [r['label'] for rows in results.values() for r in rows if r['status'] != 'completed']
   if bad:

@@ -95,5 +95,6 @@ def test_the_command_runs_all_three_comparisons_and_writes_tables_and_a_plot(tmp
   none, dedup = results['dedup']
   assert none['removed_exact'] == none['removed_near'] == 0
   assert none['duplicates_left'] == none['injected'] == 192
+  assert none['kept_documents'] - dedup['kept_documents'] == 192
   assert dedup['removed_exact'] + dedup['removed_near'] == 192
   assert dedup['duplicates_left'] == dedup['false_positives'] == 0

@@ -73,7 +73,8 @@ def write_injected_corpus(data_config: ml_collections.ConfigDict, out_dir: str, 
       f.write(text)
   record = {'source_documents': len(train) + len(validation), 'train_documents': len(train),
             'validation_documents': len(validation), 'originals': chosen,
-            'exact_copies': exact_copies * num_originals, 'near_copies': near_copies * num_originals,
+            'exact_copies': exact_copies * num_originals,
+            'near_copies': near_copies * num_originals,
             'injected': len(copies), 'near_edit_fraction': near_edit_fraction, 'seed': seed}
   with open(path + '.tmp', 'w') as f:
     json.dump(record, f, indent=1)
