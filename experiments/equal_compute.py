@@ -125,7 +125,9 @@ def run_comparison(name: str, workdir: pathlib.Path, num_steps, overrides=(),
   extra = {kwargs[name]: tuple(choices)} if choices and name in kwargs else {}
   sweep = module.get_sweep(num_steps=num_steps, overrides=tuple(overrides), **extra)
   start = time.time()
-  rows = runner.run_sweep(sweep, workdir / name, sweep_name=name)
+  order = [label for label, _ in sweep]
+  rows = sorted(runner.run_sweep(sweep, workdir / name, sweep_name=name),
+                key=lambda row: order.index(row['label']))
   print(f'{name}: sweep {time.time() - start:.0f} s')
   if name == 'tokenizers':
     return tokenizer_rows(rows)
