@@ -77,9 +77,7 @@ def clean(source, data_config: ml_collections.ConfigDict, cache_dir: str, log=pr
   if not enabled(data_config):
     return source
   settings = _settings(data_config)
-  key = hashlib.sha256(json.dumps([source.fingerprint, settings], sort_keys=True)
-                       .encode()).hexdigest()[:16]
-  path = os.path.join(cache_dir, 'clean', f'{key}.json')
+  key, path = _record_key_and_path(source, data_config, cache_dir)
   record = read_json(path)
   if record is None:
     record = run_stages(source, data_config)
@@ -92,6 +90,20 @@ def clean(source, data_config: ml_collections.ConfigDict, cache_dir: str, log=pr
   if not len(kept):
     raise ValueError(f'{source.name}: cleaning removed every document; see {path}')
   return Subset(source, kept, f'{source.fingerprint}|clean-{key}')
+
+
+def _record_key_and_path(source, data_config: ml_collections.ConfigDict, cache_dir: str):
+  key = hashlib.sha256(json.dumps([source.fingerprint, _settings(data_config)], sort_keys=True)
+                       .encode()).hexdigest()[:16]
+  return key, os.path.join(cache_dir, 'clean', f'{key}.json')
+
+
+def train_record(data_config: ml_collections.ConfigDict) -> dict | None:
+  """The counts cleaning wrote for `data.corpus`'s train split (None if not cleaned yet)."""
+  if not enabled(data_config):
+    return None
+  source = corpus.load_split(data_config, 'train')
+  return read_json(_record_key_and_path(source, data_config, corpus.cache_dir(data_config))[1])
 
 
 def train_split(data_config: ml_collections.ConfigDict, log=print):
