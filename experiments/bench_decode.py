@@ -2,6 +2,8 @@
 decoding and continuous batching; perplexity change of quantised weights on validation data.
 
 `python -m experiments.bench_decode [--workdir=TARGET_RUN [--draft_workdir=DRAFT_RUN]]`
+`python -m experiments.bench_decode --sections=peer`: GPT-2 small against transformers' `generate`
+in the same process (experiments/decode_peer.py; needs the `test` extra).
 
 Speed rows use a random-weight model (speed does not depend on the weights) of the tiny config's
 shape with `--context` positions. Quantisation perplexity, speculative acceptance and continuous
@@ -52,8 +54,9 @@ _BATCHES = flags.DEFINE_list('batches', ['1', '4', '16', '64'], 'Batch sizes at 
 _REPEATS = flags.DEFINE_integer('repeats', 3, 'Timed runs per row (median).')
 _RECOMPUTE_STEPS = flags.DEFINE_integer('recompute_steps', 32, 'Timed steps of the baseline.')
 _SECTIONS = flags.DEFINE_multi_enum('sections', ['speed', 'perplexity', 'speculative', 'engine'],
-                                    ['speed', 'perplexity', 'speculative', 'engine'],
-                                    'What to measure.')
+                                    ['speed', 'perplexity', 'speculative', 'engine', 'peer'],
+                                    'What to measure (peer: only when asked).')
+_PEER_BATCHES = flags.DEFINE_list('peer_batches', ['1', '8'], 'Batch sizes of the peer rows.')
 _PROMPT = 16
 
 
@@ -245,6 +248,17 @@ def engine_rows(result: dict, model) -> list[tuple]:
            f'one at a time {r["one_at_a_time_tok_s"]:,.0f} tok/s', f'x{r["speedup"]:.1f}')]
 
 
+def peer_rows(result: dict) -> list[tuple]:
+  """GPT-2 small, prompt 64 + 128 new tokens, greedy: transformers vs ours (float32, int8, int4)."""
+  from experiments import decode_peer
+  rows = result['peer'] = decode_peer.compare(tuple(map(int, _PEER_BATCHES.value)),
+                                              repeats=_REPEATS.value)
+  return [(f'{r["side"]}, batch {r["batch"]}', f'{r["tok_s"]:,.1f} tok/s',
+           f'x{r["vs_transformers"]:.2f} transformers' if 'vs_transformers' in r else '',
+           f'greedy agreement {r["greedy_agreement"]:.3f}' if 'greedy_agreement' in r else '')
+          for r in rows]
+
+
 def run(workdir: str, draft_workdir: str) -> None:
   """Measures the chosen sections, prints the table and the JSON line."""
   device = jax.devices()[0]
@@ -259,6 +273,8 @@ def run(workdir: str, draft_workdir: str) -> None:
     table += speculative_rows(result, target, draft_workdir, eval_set)
   if 'engine' in sections:
     table += engine_rows(result, target or (speed_model(), random_params(speed_model())))
+  if 'peer' in sections:
+    table += peer_rows(result)
   print(f'device: {result["device"]}')
   for row in table:
     print(f'{row[0]:<34} {row[1]:<34} {row[2]:<30} {row[3]}')

@@ -1,12 +1,15 @@
 """Weight-only int8/int4 quantisation: round-trip error within half a quantisation step, memory
 cut 4x/8x, and decoding with quantised params (dequantised in the jitted step) close to float."""
 
+import flax.linen as nn
+import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
 
 from research.inference import generate
 from research.inference import quantize
+from research.model import Transformer
 from tests.test_inference_cache import (ROPE_GQA, VARIANTS, forward, incremental_logits,
                                         init_params, random_tokens, tiny_config)
 
@@ -46,6 +49,16 @@ def test_params_tree_shrinks_and_keeps_vectors_in_float():
   q8 = quantize.quantize_params(scanned, bits=8)['layers']
   assert quantize.is_quantized(q8['attn']['query'])
   assert q8['attn_norm']['scale'].dtype == jnp.float32
+
+
+def test_boxed_params_straight_from_init_are_quantised():
+  """`init` returns LogicallyPartitioned leaves; they were once passed through as float."""
+  c = tiny_config(d_model=64, d_ff=128, vocab_size=128, num_kv_heads=2)
+  boxed = Transformer(c).init(jax.random.key(1), jnp.zeros((1, 4), jnp.int32))['params']
+  q8 = quantize.quantize_params(boxed, bits=8)
+  assert quantize.is_quantized(q8['embed'])
+  assert quantize.is_quantized(q8['layers_0']['mlp']['wi'])
+  assert quantize.params_nbytes(q8) < 0.3 * quantize.params_nbytes(nn.unbox(boxed))
 
 
 def test_mamba_decay_rates_stay_in_float():

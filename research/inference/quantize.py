@@ -12,6 +12,7 @@ from __future__ import annotations
 import math
 
 import flax
+import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -99,7 +100,9 @@ def quantize_params(params, bits: int = 8, group_size: int | None = None):
 
   Typical choices: int8 per-channel (`group_size=None`), int4 with `group_size=32..128`.
   """
-  flat = flax.traverse_util.flatten_dict(flax.core.unfreeze(params))
+  # Boxed trees (straight from `init`) hold LogicallyPartitioned leaves, which have no ndim:
+  # unboxed first, or nothing would be quantised.
+  flat = flax.traverse_util.flatten_dict(flax.core.unfreeze(nn.unbox(params)))
   out = {}
   for path, w in flat.items():
     per_layer_ndim = getattr(w, 'ndim', 0) - ('layers' in path)  # scanned: a leading layer axis
