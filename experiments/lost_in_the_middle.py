@@ -46,8 +46,11 @@ def main(argv):
   out = pathlib.Path(_OUT.value)
   start = time.perf_counter()
   texts = retrieval.documents(300, 40, PAIRS, QUERIES, seed=0)
+  # Checkpoints every 100 steps: a loss-spike rollback then restores a nearby step, not the
+  # initial parameters (whose loss the spike guard, holding later losses, calls a spike again).
   _, run, summary = synthetic_runs.train_on_texts(out, texts, characters.character_tokenizer(),
-                                                  MODEL, _STEPS.value)
+                                                  MODEL, _STEPS.value,
+                                                  checkpoint_every=min(100, _STEPS.value))
   model_config, params, tokenizer, _ = load_run(run)
   result = retrieval.lost_in_the_middle(model_config, params, tokenizer, PAIRS, _PROMPTS.value,
                                         seed=1)
