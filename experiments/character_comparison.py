@@ -35,6 +35,9 @@ def compare(out: pathlib.Path, trained, held_out, bpe, model: dict, steps: int,
   texts = characters.documents(trained, num_documents, records_per_document, seed=0)
   splits = {'trained': list(trained), 'held_out': list(held_out)}
   bpe_counts = {s: characters.tokens_per_word(bpe, w) for s, w in splits.items()}
+  # Checkpoints every 100 steps: a loss-spike rollback then restores a nearby step, not the
+  # initial parameters (whose loss the spike guard, holding later losses, calls a spike again).
+  train_kwargs.setdefault('checkpoint_every', min(100, steps))
   results = {'bpe_tokens_per_word': bpe_counts, 'final_eval_loss': {}}
   for name, tokenizer in (('bpe', bpe), ('characters', characters.character_tokenizer())):
     _, run, summary = synthetic_runs.train_on_texts(out / name, texts, tokenizer, model, steps,

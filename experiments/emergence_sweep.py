@@ -35,6 +35,9 @@ def sweep(out: pathlib.Path, widths, steps: int, digits: int = DIGITS, num_probl
   `synthetic_runs.train_on_texts` (batch_size, seq_len)."""
   texts = arithmetic.documents(num_documents, problems_per_document, digits, seed=0)
   tokenizer = characters.character_tokenizer()
+  # Checkpoints every 100 steps: a loss-spike rollback then restores a nearby step, not the
+  # initial parameters (whose loss the spike guard, holding later losses, calls a spike again).
+  train_kwargs.setdefault('checkpoint_every', min(100, steps))
   rows = []
   for width in widths:
     config, run, summary = synthetic_runs.train_on_texts(out / f'd{width}', texts, tokenizer,
