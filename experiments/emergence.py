@@ -1,11 +1,11 @@
 """Emergence against the metric (Schaeffer et al. 2023): models of several sizes on addition
 with a verifier, scored by exact match and by the per-token log-likelihood of the answer.
 
-`python -m experiments.emergence [--out=DIR] [--steps=600] [--widths=8,16,24,32,48]`
+`python -m experiments.emergence [--out=DIR] [--steps=600] [--widths=8,16,24,32,48] [--digits=2]`
 
-Every model (2 layers, widths `--widths`) trains the same steps on the same two-digit additions
-read one character at a time. Exact match (the whole sum and its line end right, as greedy
-decoding writes it) is fitted with the logistic in log N of
+Every model (2 layers, widths `--widths`) trains the same steps on the same additions of
+`--digits`-digit numbers read one character at a time. Exact match (the whole sum and its line
+end right, as greedy decoding writes it) is fitted with the logistic in log N of
 `research.scaling.emergence.fit_emergence` (floor 0, ceiling 1: both metrics are probabilities);
 so is the per-token answer probability exp(mean log p). Prints the table and both fits; writes
 DIR/emergence.json and DIR/emergence.png.
@@ -30,6 +30,7 @@ _OUT = flags.DEFINE_string('out', synthetic_runs.default_out('emergence'), 'Outp
 _STEPS = flags.DEFINE_integer('steps', 600, 'Training steps of every model.')
 _WIDTHS = flags.DEFINE_list('widths', ['8', '16', '24', '32', '48'], 'd_model values.')
 _PROBLEMS = flags.DEFINE_integer('problems', 500, 'Fresh test problems per model.')
+_DIGITS = flags.DEFINE_integer('digits', DIGITS, 'Digits of each addend (1 to 9).')
 
 
 def main(argv):
@@ -45,13 +46,15 @@ def main(argv):
   logging.set_verbosity(logging.WARNING)
   out = pathlib.Path(_OUT.value)
   start = time.perf_counter()
-  rows = sweep(out, widths, _STEPS.value, DIGITS, _PROBLEMS.value)
+  if not 1 <= _DIGITS.value <= 9:
+    raise app.UsageError(f'--digits={_DIGITS.value}: must lie in [1, 9]')
+  rows = sweep(out, widths, _STEPS.value, _DIGITS.value, _PROBLEMS.value)
   fits = fit_metrics(rows)
   print_table(rows, fits)
   plot(rows, fits, out / 'emergence.png',
-       f'{DIGITS}-digit addition, {_STEPS.value} steps per model: one task, two metrics')
+       f'{_DIGITS.value}-digit addition, {_STEPS.value} steps per model: one task, two metrics')
   synthetic_runs.write_results(out / 'emergence.json', {
-      'steps': _STEPS.value, 'digits': DIGITS, 'rows': rows,
+      'steps': _STEPS.value, 'digits': _DIGITS.value, 'rows': rows,
       'fits': {k: (f.as_dict() if f is not None else None) for k, f in fits.items()},
       'wall_time_s': time.perf_counter() - start})
   print(f'wall time {time.perf_counter() - start:.0f} s (shared machine)')
