@@ -47,13 +47,21 @@ def sweep(out: pathlib.Path, widths, steps: int, digits: int = DIGITS, num_probl
     scores = arithmetic.addition(model_config, params, run_tokenizer, digits, num_problems)
     rows.append({'d_model': width,
                  'N': counting.predict_param_counts(config.model).non_embedding,
-                 'final_eval_loss': summary['final_eval_loss'], **scores})
+                 'final_eval_loss': summary['final_eval_loss'], 'status': summary['status'],
+                 'trained_steps': summary['step'], **scores})
   return rows
+
+
+def completed(rows) -> list[dict]:
+  """The rows whose run trained to the end (a diverged run is scored at its last good checkpoint
+  and is not comparable with the others)."""
+  return [r for r in rows if r.get('status', 'completed') == 'completed']
 
 
 def fit_metrics(rows, n_bootstrap: int = 100) -> dict:
   """{metric: EmergenceFit or None}: the logistic in log N (floor 0, ceiling 1) of each metric;
-  None (with the reason printed) where the points cannot pin it down."""
+  None (with the reason printed) where the points cannot pin it down. Only completed runs count."""
+  rows = completed(rows)
   N = np.array([r['N'] for r in rows], float)
   fits = {}
   for metric in METRICS:
@@ -70,8 +78,11 @@ def print_table(rows, fits) -> None:
   print(f'{"d_model":>7} {"N":>8} {"exact match":>11} {"log p/token":>11} {"p/token":>8} '
         f'{"p^tokens":>8}')
   for r in rows:
+    note = '' if r.get('status', 'completed') == 'completed' else (
+        f'  {r["status"]} at step {r["trained_steps"]}: left out of the fits')
     print(f'{r["d_model"]:>7} {r["N"]:>8} {r["exact_match"]:>11.3f} {r["token_logprob"]:>11.3f} '
-          f'{r["token_probability"]:>8.3f} {r["token_probability"] ** r["answer_tokens"]:>8.3f}')
+          f'{r["token_probability"]:>8.3f} {r["token_probability"] ** r["answer_tokens"]:>8.3f}'
+          f'{note}')
   for name, fit in fits.items():
     if fit is not None:
       low, high = fit.ci['threshold_N']
@@ -80,7 +91,8 @@ def print_table(rows, fits) -> None:
 
 
 def plot(rows, fits, path: pathlib.Path, title: str) -> None:
-  """Both metrics against N (log axis) with their fitted logistics."""
+  """Both metrics against N (log axis) with their fitted logistics (completed runs only)."""
+  rows = completed(rows)
   N = np.array([r['N'] for r in rows], float)
   grid = np.geomspace(N.min() / 1.5, N.max() * 1.5, 200)
   fig, axes = plt.subplots(1, 2, figsize=(10, 3.6))

@@ -57,6 +57,9 @@ def test_emergence_sweep_scores_every_width(tmp_path):
     assert 0.0 <= r['exact_match'] <= 1.0 and r['token_logprob'] < 0
     assert r['token_probability'] == pytest.approx(np.exp(r['token_logprob']))
     assert 1 <= r['answer_tokens'] <= 3  # one or two digits and the line end
+    assert r['status'] == 'completed' and r['trained_steps'] == 3
+  diverged = [dict(rows[0], status='diverged')] + rows[1:]
+  assert emergence_sweep.completed(diverged) == rows[1:]
   fits = emergence_sweep.fit_metrics(rows, n_bootstrap=5)
   assert set(fits) == set(emergence_sweep.METRICS)
   emergence_sweep.plot(rows, fits, tmp_path / 'emergence.png', 'toy')
