@@ -1,6 +1,6 @@
 """The induction-head phase change (Olsson et al. 2022) on a small model trained here.
 
-`python -m experiments.induction_heads [--out=DIR] [--steps=4000] [--checkpoint_every=200]`
+`python -m experiments.induction_heads [--out=DIR] [--steps=8000] [--checkpoint_every=400]`
 
 Trains a 2-layer transformer on text made of random word sequences each followed by its repeat
 (only an induction mechanism predicts the repeat), checkpointing every `--checkpoint_every` steps.
@@ -40,8 +40,8 @@ from research.interp.induction import induction_scores_from, next_token_loss
 from research.train import checkpoint as ckpt
 
 _OUT = flags.DEFINE_string('out', synthetic_runs.default_out('induction_heads'), 'Output dir.')
-_STEPS = flags.DEFINE_integer('steps', 4000, 'Training steps.')
-_EVERY = flags.DEFINE_integer('checkpoint_every', 200, 'Steps between checkpoints.')
+_STEPS = flags.DEFINE_integer('steps', 8000, 'Training steps.')
+_EVERY = flags.DEFINE_integer('checkpoint_every', 400, 'Steps between checkpoints.')
 _EARLY, _LATE = 10, 100  # positions of the in-context-learning score (of 128)
 MODEL = dict(d_model=64, num_layers=2, num_heads=4, num_kv_heads=4, d_ff=128)
 
