@@ -69,6 +69,27 @@ def test_corrupted_batch_triggers_rollback_and_training_continues(corpus, tmp_pa
   assert len(events) == 1 and events[0]['bad_step'] == 46 and events[0]['step'] == 40
 
 
+def test_a_rollback_to_the_start_does_not_call_the_first_losses_spikes(corpus, tmp_path):
+  """No checkpoint before the spike: the run restarts from step 0, whose losses are far above the
+  ones the guard had accepted since; the guard must judge them against the restored history."""
+  config = tiny_config(*corpus, num_steps=60, spike_threshold=4.0, spike_window=20,
+                       checkpoint_every=1000, skip_batches_after_rollback=3)
+  corrupted = []
+
+  def hook(step, batch):
+    if step == 45 and not corrupted:
+      corrupted.append(step)
+      tokens = np.random.default_rng(0).integers(0, config.model.vocab_size,
+                                                 batch['inputs'].shape, dtype=np.int32)
+      return {'inputs': tokens, 'targets': np.roll(tokens, 1, axis=1)}
+    return batch
+
+  summary = train(config, tmp_path / 'run', batch_hook=hook, log=lambda *_: None)
+  assert summary['status'] == 'completed' and summary['rollbacks'] == 1
+  events = [r for r in read_metrics(tmp_path / 'run') if r.get('event') == 'rollback']
+  assert len(events) == 1 and events[0]['step'] == 0 and events[0]['bad_step'] == 46
+
+
 def test_persistent_nan_ends_in_diverged(corpus, tmp_path):
   config = tiny_config(*corpus, num_steps=60, max_rollbacks=2)
 

@@ -29,3 +29,9 @@ class SpikeDetector:
 
   def accept(self, loss: float) -> None:
     self.history.append(loss)
+
+  def restart(self, history=()) -> None:
+    """After a rollback: the losses accepted up to the restored step, not the ones after it
+    (those are lower than the restored model's, so its first losses would look like spikes)."""
+    self.history.clear()
+    self.history.extend(history)

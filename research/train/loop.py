@@ -209,9 +209,11 @@ def _train(config, workdir, mesh, rules, batch_hook, log, profile) -> dict:
     if jax.process_count() > 1:  # process 0 has recorded the checksums the others will check
       multihost_utils.sync_global_devices('checksums recorded')
     try:  # the newest checkpoint that verifies and holds finite parameters
-      good, state, _ = ckpt.restore_newest_good(manager, workdir, fresh_state_abstract,
-                                                data.train_iter, log)
+      good, state, meta = ckpt.restore_newest_good(manager, workdir, fresh_state_abstract,
+                                                   data.train_iter, log)
+      guard.restart(meta.get('spike_history', ()))
     except ckpt.NoGoodCheckpoint:
+      guard.restart()
       if t.init_from.run_dir:  # a branch: back to its parent's checkpoint
         state = branch.restore_parent(config, fresh_state_abstract, data.train_iter)
         good = t.init_from.step
