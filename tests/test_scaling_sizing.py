@@ -135,3 +135,20 @@ def test_chinchilla_flops_approach_6nd_for_a_large_model():
 def test_bad_input_names_the_argument(call, message):
   with pytest.raises(ValueError, match=message):
     call()
+
+
+def test_two_layer_family_steps_finely_in_width_alone():
+  shapes = sizing.TWO_LAYER_SHAPES
+  assert [s.d_model for s in shapes] == list(range(8, 129, 4))
+  assert {(s.num_layers, s.num_heads) for s in shapes} == {(2, 2)}
+  assert all(s.head_dim * 2 == s.d_model and s.d_ff == 4 * s.d_model for s in shapes)
+  quickstart_model = base_model(vocab_size=512, max_seq_len=128)
+  totals = [counting.predict_param_counts(sizing.apply_shape(quickstart_model, s)).total
+            for s in shapes]
+  assert totals[0] == 6880 and totals[-1] == 478720
+  ratios = [b / a for a, b in zip(totals, totals[1:])]
+  assert all(1 < r < 1.7 for r in ratios)  # no jump like TINY_SHAPES' 13.6k to 33k (2.45x)
+  assert all(r < 1.3 for t, r in zip(totals, ratios) if t >= 30_000)
+  for row in (shapes[0], shapes[-1]):  # the counts are those of the built model
+    exact = sizing.apply_shape(quickstart_model, row)
+    assert counted(exact) == counting.predict_param_counts(exact)

@@ -164,7 +164,11 @@ def test_quickstart_is_a_small_isoflop_grid():
   path = next(p for p in SWEEP_FILES if p.stem == 'quickstart')
   runs = plan.load_sweep(path)
   budgets = sorted({c.sweep.budget for _, c in runs})
-  assert len(budgets) == 3 and len(runs) == 15
+  assert budgets == [1e11, 3.5e11, 1.2e12] and len(runs) == 17
   assert all(c.data.corpus == 'default' for _, c in runs)
+  for budget in budgets:  # 5-6 sizes, reaching past the pilot law's N_opt on both sides
+    sizes = sorted(total(c) for _, c in runs if c.sweep.budget == budget)
+    pilot = 12.6e3 * (budget / 1e11) ** 0.86
+    assert len(sizes) >= 5 and sizes[0] < pilot / 1.8 and sizes[-1] > pilot * 1.8, (budget, sizes)
   # the largest model stays tiny: a CPU sweep
   assert max(total(c) for _, c in runs) < 1e6
