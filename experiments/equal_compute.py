@@ -7,7 +7,7 @@ Runs the sweeps configs/sweeps/{tokenizers,objectives,dedup}.py (one subdirector
 each; rerunning skips finished runs, like experiments.sweep with the same files), then prints one
 table per comparison, adds them to DIR/equal_compute.json (keeping comparisons run before) and
 plots every comparison there in DIR/equal_compute.png.
-Every run has the same model, batch, row length and steps (configs/sweeps/equal_compute.py), so
+Every run has the same model, batch, row length and steps (configs/equal_compute.py), so
 the same training FLOPs. The metric is validation bits per byte: for the objectives, each model
 scored as a causal LM on the same validation windows (its own eval loss is over other targets).
 """
@@ -31,7 +31,7 @@ _WORKDIR = flags.DEFINE_string('workdir', None, 'One subdirectory per comparison
 _COMPARISONS = flags.DEFINE_list('comparisons', list(COMPARISONS), 'Which to run, of '
                                  f'{", ".join(COMPARISONS)}.')
 _NUM_STEPS = flags.DEFINE_integer('num_steps', None, 'Steps of every run (default: '
-                                  'configs/sweeps/equal_compute.py NUM_STEPS).')
+                                  'configs/equal_compute.py NUM_STEPS).')
 _TOKENIZERS = flags.DEFINE_list('tokenizers', None, 'Tokenizer kinds to compare (default: all '
                                 'of configs/sweeps/tokenizers.py).')
 _OBJECTIVES = flags.DEFINE_list('objectives', None, 'Objectives to compare (default: all of '

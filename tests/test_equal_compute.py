@@ -19,7 +19,7 @@ from tests.train_helpers import write_corpus
 
 pytest.importorskip('datasketch')
 ROOT = pathlib.Path(__file__).parents[1]
-SHARED = load_python_file(ROOT / 'configs' / 'sweeps' / 'equal_compute.py')
+SHARED = load_python_file(ROOT / 'configs' / 'equal_compute.py')
 
 
 def _data_config(text_dir, cache):

@@ -12,6 +12,7 @@ import pathlib
 from research.config import load_python_file
 from research.data import corpus
 from research.data import injected_duplicates
+from research.sweeps import generators
 
 INJECTION = dict(num_originals=12, exact_copies=12, near_copies=4, near_edit_fraction=0.005,
                  seed=0)
@@ -24,13 +25,12 @@ def injected_dir(data_config) -> str:
 
 
 def get_sweep(num_steps: int | None = None, overrides=()):
-  shared = load_python_file(pathlib.Path(__file__).with_name('equal_compute.py'))
+  shared = load_python_file(pathlib.Path(__file__).parents[1] / 'equal_compute.py')
   c = shared.base(num_steps or shared.NUM_STEPS, overrides)
   text_dir = injected_dir(c.data)
   injected_duplicates.write_injected_corpus(c.data, text_dir, **INJECTION)
   c.data.update(corpus='text_dir', text_dir=text_dir)
-  runs = [('dedup=none', c)]
-  c = c.copy_and_resolve_references()
-  c.data.update(exact_dedup=True, near_dedup=True)
-  runs.append(('dedup=exact+near', c))
-  return runs
+  deduped = c.copy_and_resolve_references()
+  deduped.data.update(exact_dedup=True, near_dedup=True)
+  return [(label, generators.with_sweep(config, name='dedup', kind='equal_compute', label=label))
+          for label, config in (('dedup=none', c), ('dedup=exact+near', deduped))]

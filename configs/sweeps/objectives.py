@@ -10,17 +10,20 @@ also scores every run as a causal LM on the same validation windows.
 import pathlib
 
 from research.config import load_python_file
+from research.sweeps import generators
 from research.data import objectives
 
 OBJECTIVES = ('causal', 'mlm', 'span_corruption', 'prefix_lm')
 
 
 def get_sweep(num_steps: int | None = None, names=OBJECTIVES, overrides=()):
-  shared = load_python_file(pathlib.Path(__file__).with_name('equal_compute.py'))
+  shared = load_python_file(pathlib.Path(__file__).parents[1] / 'equal_compute.py')
   runs = []
   for name in names:
     c = shared.base(num_steps or shared.NUM_STEPS, overrides)
     c.train.objective = name
     objectives.check_objective(c.train)
-    runs.append((f'objective={name}', c))
+    label = f'objective={name}'
+    runs.append((label, generators.with_sweep(c, name='objectives', kind='equal_compute',
+                                              label=label)))
   return runs

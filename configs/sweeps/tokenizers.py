@@ -11,17 +11,20 @@ the loss per byte of text, so it compares kinds (WordPiece's dropped whitespace 
 import pathlib
 
 from research.config import load_python_file
+from research.sweeps import generators
 from research.data import tokenizer_kinds
 
 KINDS = ('bpe', 'sentencepiece_unigram', 'sentencepiece_bpe', 'wordpiece', 'char', 'byte')
 
 
 def get_sweep(num_steps: int | None = None, kinds=KINDS, overrides=()):
-  shared = load_python_file(pathlib.Path(__file__).with_name('equal_compute.py'))
+  shared = load_python_file(pathlib.Path(__file__).parents[1] / 'equal_compute.py')
   runs = []
   for kind in kinds:
     tokenizer_kinds.check_kind(kind)
     c = shared.base(num_steps or shared.NUM_STEPS, overrides)
     c.data.tokenizer = kind
-    runs.append((f'tokenizer={kind}', c))
+    label = f'tokenizer={kind}'
+    runs.append((label, generators.with_sweep(c, name='tokenizers', kind='equal_compute',
+                                              label=label)))
   return runs

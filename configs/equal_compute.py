@@ -39,10 +39,10 @@ def apply_overrides(c, overrides=()):
 
 def base(num_steps: int = NUM_STEPS, overrides=()):
   """The shared config; `overrides` ('model.d_model=32', ...) shrink it further for tests."""
-  c = load_python_file(pathlib.Path(__file__).parents[1] / 'tiny.py').get_config()
+  c = load_python_file(pathlib.Path(__file__).with_name('tiny.py')).get_config()
   c.data.corpus = 'default'
   c.data.tokenizer_train_chars = 5_000_000  # as experiments.tokenizer_report's table
   c.train.update(batch_size=16, num_steps=num_steps, learning_rate=3e-3,
-                 warmup_steps=max(1, num_steps // 5), log_every=25, eval_every=100_000,
+                 warmup_steps=max(1, num_steps // 10), log_every=25, eval_every=100_000,
                  checkpoint_every=100_000)  # evaluate once, at the end
   return apply_overrides(c, overrides)
