@@ -46,3 +46,9 @@ def base(num_steps: int = NUM_STEPS, overrides=()):
                  warmup_steps=max(1, num_steps // 10), log_every=25, eval_every=100_000,
                  checkpoint_every=100_000)  # evaluate once, at the end
   return apply_overrides(c, overrides)
+
+
+def get_config():
+  """The shared config at its default budget, as a preset: `experiments.train
+  --config=configs/equal_compute.py` trains one run of the comparisons' model (BPE, causal)."""
+  return base()
