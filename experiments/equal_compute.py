@@ -44,19 +44,12 @@ flags.mark_flag_as_required('workdir')
 def causal_bits_per_byte(row: dict) -> dict:
   """The run's final params scored as a causal LM on its validation windows (cached in
   RUN/evals/causal_bits_per_byte_step<N>.json)."""
-  from research.data import corpus
-  from research.evals.bits_per_byte import bits_per_byte
-  from research.evals.run import evals_path
-  from research.inference.run import load_run, run_config
+  from research.evals.run import evals_path, in_domain_bits_per_byte
   path = evals_path(row['run_dir'], 'causal_bits_per_byte', int(row['step']))
   cached = run_dir.read_json(path)
   if cached is not None:
     return cached
-  config = run_config(row['run_dir'])
-  model_config, params, tokenizer, _ = load_run(row['run_dir'])
-  result = bits_per_byte(model_config, params, tokenizer,
-                         corpus.load_split(config.data, 'validation'), config.data.seq_len,
-                         config.train.batch_size, config.data.eval_batches)
+  result = in_domain_bits_per_byte(row['run_dir'], int(row['step']))
   path.parent.mkdir(parents=True, exist_ok=True)
   run_dir.write_json_atomically(path, result)
   return result

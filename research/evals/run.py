@@ -22,8 +22,7 @@ def run_bits_per_byte(workdir, step: int | None = None, out_of_domain_batches: i
   model_config, params, tokenizer, step = load_run(workdir, step)
   seq_len, batch = config.data.seq_len, config.train.batch_size
   validation = corpus.load_split(config.data, 'validation')
-  in_domain = bits_per_byte(model_config, params, tokenizer, validation, seq_len, batch,
-                            config.data.eval_batches)
+  in_domain = _validation_bits_per_byte(config, model_config, params, tokenizer, validation)
   if out_of_domain_texts is None:
     out_of_domain_texts = stdlib_texts(stdlib_files)
     source = (f'Python {sys.version.split()[0]} standard library '
@@ -35,6 +34,20 @@ def run_bits_per_byte(workdir, step: int | None = None, out_of_domain_batches: i
   return {'workdir': str(workdir), 'step': step,
           'in_domain': {'source': validation.name, **in_domain},
           'out_of_domain': {'source': source, **out_of_domain}}
+
+
+def in_domain_bits_per_byte(workdir, step: int | None = None) -> dict:
+  """The run's params scored as a causal LM on its validation windows (`bits_per_byte` dict),
+  whatever objective trained them."""
+  config = run_config(workdir)
+  model_config, params, tokenizer, _ = load_run(workdir, step)
+  return _validation_bits_per_byte(config, model_config, params, tokenizer,
+                                   corpus.load_split(config.data, 'validation'))
+
+
+def _validation_bits_per_byte(config, model_config, params, tokenizer, validation) -> dict:
+  return bits_per_byte(model_config, params, tokenizer, validation, config.data.seq_len,
+                       config.train.batch_size, config.data.eval_batches)
 
 
 def evals_path(workdir, name: str, step: int) -> pathlib.Path:
