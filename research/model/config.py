@@ -27,6 +27,7 @@ REMAT_POLICIES = {
 }
 DTYPES = ('auto', 'float32', 'bfloat16', 'float16')
 MOE_IMPLS = ('grouped', 'reference')
+GROUPED_MATMULS = ('auto', 'ragged_dot', 'blocked')
 MIXERS = {'A': 'attention', 'M': 'mamba'}  # the letters of model.block_pattern
 
 
@@ -72,6 +73,9 @@ def default_model_config() -> ml_collections.ConfigDict:
   c.load_balance_loss_weight = 0.01  # Switch load-balancing loss, summed over MoE layers
   c.router_z_loss_weight = 0.001  # router z-loss (ST-MoE), summed over MoE layers
   c.moe_impl = 'grouped'  # grouped (sort + ragged_dot, or capacity buffers) | reference (dense)
+  # Dropless grouped matmul: ragged_dot | blocked (dense matmuls over blocks of one expert's
+  # rows, research/model/moe_blocks.py); auto: blocked on CPU, where ragged_dot is slow.
+  c.moe_grouped_matmul = 'auto'
   # Mamba (research/model/mamba.py): layer i is block_pattern[i % len(block_pattern)].
   c.block_pattern = 'A'  # 'A' attention + MLP, 'M' Mamba mixer; e.g. 'M', 'MMMA' (hybrid)
   c.mamba_d_state = 16  # SSM states per channel (X)
@@ -150,6 +154,9 @@ def _validate_moe(c: ml_collections.ConfigDict) -> None:
       _fail(field, c[field], 'must be a number >= 0')
   if c.moe_impl not in MOE_IMPLS:
     _fail('moe_impl', c.moe_impl, f'unknown; expected one of {MOE_IMPLS}')
+  if moe_field(c, 'moe_grouped_matmul') not in GROUPED_MATMULS:
+    _fail('moe_grouped_matmul', c.moe_grouped_matmul, f'unknown; expected one of '
+          f'{GROUPED_MATMULS}')
   if not c.num_experts:
     if c.num_shared_experts:
       _fail('num_shared_experts', c.num_shared_experts, 'needs routed experts (model.num_experts '
@@ -232,6 +239,15 @@ def is_moe_layer(c, layer: int) -> bool:
   return moe_field(c, 'num_experts') > 0 and (layer + 1) % moe_field(c, 'moe_every') == 0
 
 
+def resolve_grouped_matmul(c) -> str:
+  """'auto' is 'blocked' on CPU (XLA:CPU's ragged_dot costs every expert on every row) and
+  'ragged_dot' on GPU/TPU, where it is a grouped-matmul kernel."""
+  name = moe_field(c, 'moe_grouped_matmul')
+  if name == 'auto':
+    return 'blocked' if jax.default_backend() == 'cpu' else 'ragged_dot'
+  return name
+
+
 def resolve_dtype(name: str):
   """'auto' is float32 on CPU (XLA:CPU is slow in bf16) and bfloat16 on GPU/TPU."""
   if name == 'auto':
@@ -242,6 +258,7 @@ def resolve_dtype(name: str):
 _MOE_DEFAULTS = {k: v for k, v in default_model_config().items()
                  if k in ('num_experts', 'experts_per_token', 'moe_d_ff', 'num_shared_experts',
                           'moe_every', 'expert_capacity_factor', 'router_renormalize',
-                          'load_balance_loss_weight', 'router_z_loss_weight', 'moe_impl')}
+                          'load_balance_loss_weight', 'router_z_loss_weight', 'moe_impl',
+                          'moe_grouped_matmul')}
 _MAMBA_DEFAULTS = {k: v for k, v in default_model_config().items()
                    if k == 'block_pattern' or k.startswith('mamba_')}

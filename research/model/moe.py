@@ -24,7 +24,7 @@ import jax.numpy as jnp
 import ml_collections
 
 from research.model import moe_dispatch
-from research.model.config import expert_d_ff
+from research.model.config import expert_d_ff, resolve_grouped_matmul
 from research.model.mlp import MLP
 
 COLLECTION = 'moe'
@@ -98,7 +98,7 @@ class MoE(nn.Module):
     else:
       slots_BxTxX, kept_BxTxX = jnp.zeros_like(experts_BxTxX), jnp.ones(experts_BxTxX.shape, bool)
     w = self._expert_weights(d, f)
-    ffn = moe_dispatch.ExpertFFN(c.mlp, c.gelu_approximate)
+    ffn = moe_dispatch.ExpertFFN(c.mlp, c.gelu_approximate, resolve_grouped_matmul(c))
     if c.moe_impl == 'reference':
       y_BxTxD = moe_dispatch.reference_experts(x_BxTxD, experts_BxTxX, weights_BxTxX, kept_BxTxX,
                                                w, ffn)

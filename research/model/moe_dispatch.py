@@ -3,7 +3,8 @@
 Every path computes y_t = sum_j g_tj FFN_(e_tj)(x_t) over token t's kept assignments (its j-th
 choice e_tj, gate weight g_tj):
 - dropless: the assignments sorted by expert and each projection one grouped matmul
-  (`jax.lax.ragged_dot`);
+  (`jax.lax.ragged_dot`), or, where that is slow (XLA:CPU), dense matmuls over blocks of one
+  expert's rows (`research/model/moe_blocks.py`);
 - capacity: per sequence, expert e takes its first Z assignments (choice-major: every token's first
   choice before any second choice) into an [E, Z] buffer; the rest are dropped;
 - reference: every expert on every token, masked by the gates (for tests).
@@ -24,6 +25,8 @@ import jax
 import jax.numpy as jnp
 from jax.sharding import PartitionSpec as P
 
+from research.model import moe_blocks
+
 # Expert weights: [E, D, F] in-projections, [E, F, D] out-projection, and their biases.
 IN_WEIGHTS = ('wi', 'wi_gate', 'wi_up')
 
@@ -33,6 +36,7 @@ class ExpertFFN:
   """One expert's feed-forward (GELU MLP or SwiGLU), written once for every layout of its rows."""
   kind: str
   gelu_approximate: bool
+  grouped_matmul: str = 'ragged_dot'  # how dropless rows meet their experts: or 'blocked'
 
   def __call__(self, x, w: dict, matmul, add_bias, reduce=lambda y: y):
     """`matmul(x, w_ExIxO)` and `add_bias(y, b_ExO or None)` say how rows meet their expert;
@@ -58,8 +62,11 @@ def grouped_ffn(rows, ids, num_groups: int, w: dict, ffn: ExpertFFN, reduce=lamb
   """FFN_(ids[i])(rows[i]) for rows [R, D] and expert ids [R] in [0, num_groups].
 
   Rows are sorted by id and each projection is one `ragged_dot`; id == num_groups marks padding,
-  sorted last and left out of every group (its output is the bias only, and unused).
+  sorted last and left out of every group (its output is the bias only, and unused). With
+  `ffn.grouped_matmul == 'blocked'` the experts run block by block instead (same result).
   """
+  if ffn.grouped_matmul == 'blocked':
+    return moe_blocks.blocked_ffn(rows, ids, num_groups, w, ffn, reduce)
   order = jnp.argsort(ids, stable=True)
   sorted_rows, sorted_ids = rows[order], ids[order]
   group_sizes = jnp.bincount(ids, length=num_groups).astype(jnp.int32)

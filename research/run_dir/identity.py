@@ -26,6 +26,7 @@ from research.run_dir.paths import as_path
 EXECUTION_FIELDS = (
     'mesh', 'distributed',  # devices and hosts: restoring onto any mesh is exact
     'model.attention_impl', 'model.remat',  # kernels and recomputation: equal within tolerance
+    'model.moe_grouped_matmul',  # likewise
     'train.loss_chunk_len', 'train.grad_accum_steps',  # fused loss, micro-batches: likewise
     'train.log_every', 'train.eval_every', 'train.checkpoint_every', 'train.keep_checkpoints',
     'train.verify_checkpoints', 'train.run_lock', 'train.save_steps',  # cadence, bookkeeping
