@@ -74,28 +74,44 @@ def _microbatch_rows(batch: int, m: int):
   return [list(range(i, batch, m)) for i in range(m)]
 
 
-@pytest.mark.parametrize('schedule', [Schedule(4, 2), Schedule(2, 2, 2)],
-                         ids=['gpipe', 'circular'])
-def test_pipelined_moe_aux_losses_equal_the_whole_batch_ones(schedule):
+def _scanned(params, c):
+  """Unscanned layers_i params -> the scanned stack: [L, ...], or with `moe_every` > 1 groups
+  `layers/block_j` [L / moe_every, ...] (layer g moe_every + j)."""
+  if c.moe_every == 1:
+    return stack_layers(params, c.num_layers)
+  groups = [{f'block_{j}': params[f'layers_{g * c.moe_every + j}'] for j in range(c.moe_every)}
+            for g in range(c.num_layers // c.moe_every)]
+  out = {k: v for k, v in params.items() if not k.startswith('layers_')}
+  out['layers'] = jax.tree.map(lambda *xs: jnp.stack(xs), *groups)
+  return out
+
+
+@pytest.mark.parametrize('name, schedule', [
+    ('gelu_bias_top2', Schedule(4, 2)),
+    ('gelu_bias_top2', Schedule(2, 2, 2)),
+    ('swiglu_top1_raw_shared_every2', Schedule(2, 2)),  # stages of groups of a dense + MoE layer
+], ids=['gpipe', 'circular', 'gpipe_moe_every2'])
+def test_pipelined_moe_aux_losses_equal_the_whole_batch_ones(name, schedule):
   """One SGD step of a 4-layer MoE model pipelined (GPipe on 4 stages, circular on 2 stages x 2
-  chunks; 2 microbatches) gives the unpipelined step's total loss, aux figures and gradients;
-  the load-balancing loss is the whole batch's (from the microbatches' mean f and P), checked
-  against a NumPy forward, and not the mean of the microbatches' own losses, which differs."""
+  chunks, GPipe over groups of 2 layers; 2 microbatches) gives the unpipelined step's total
+  loss, aux figures and gradients; the load-balancing loss is the whole batch's (from the
+  microbatches' mean f and P), checked against a NumPy forward, and not the mean of the
+  microbatches' own losses, which differs."""
   weights = dict(load_balance_loss_weight=0.3, router_z_loss_weight=0.05)
-  c = moe_config('gelu_bias_top2', num_layers=4, **weights)
+  c = moe_config(name, num_layers=4, **weights)
   params = random_params(c, 4)
   tokens = random_tokens(c, 4, batch=8, length=8)
   _, records = numpy_forward(c, params, tokens)
-  hand = _hand_aux(c, records)  # per layer (load-balancing, z), over the whole batch
+  hand = _hand_aux(c, records)  # per MoE layer (load-balancing, z), over the whole batch
   per_microbatch = [_hand_aux(c, [records[b] for b in rows])
                     for rows in _microbatch_rows(8, 2)]
   mean_of_microbatches = sum(np.mean([p[layer][0] for p in per_microbatch])
-                             for layer in range(c.num_layers))
+                             for layer in range(len(hand)))
   whole_batch = sum(lb for lb, _ in hand)
   assert abs(mean_of_microbatches - whole_batch) > 1e-3 * whole_batch  # the choice matters
 
-  scanned = moe_config('gelu_bias_top2', num_layers=4, scan_layers=True, **weights)
-  stacked = stack_layers(params, c.num_layers)
+  scanned = moe_config(name, num_layers=4, scan_layers=True, **weights)
+  stacked = _scanned(params, c)
   batch = {'inputs': tokens, 'targets': jnp.roll(tokens, 1, axis=1)}
   sgd = optax.sgd(1.0)  # new params = params - gradients
   state = TrainState(jnp.zeros((), jnp.int32), stacked, sgd.init(stacked))
