@@ -32,6 +32,18 @@ VARIANTS = {  # model and train overrides of the dense tiny model
                           train=dict(num_steps=4, checkpoint_every=4, eval_every=4,
                                      pipeline_schedule='circular', pipeline_repeats=2,
                                      pipeline_microbatches=2)),
+    # MoE layers pipelined: their aux losses leave the stages (weights raised so they matter).
+    'moe_pipe': dict(model=dict(num_layers=4, scan_layers=True, num_experts=4,
+                                experts_per_token=2, load_balance_loss_weight=0.1,
+                                router_z_loss_weight=0.01),
+                     train=dict(num_steps=4, checkpoint_every=4, eval_every=4,
+                                pipeline_microbatches=2)),
+    'moe_pipe_circular': dict(model=dict(num_layers=4, scan_layers=True, num_experts=4,
+                                         experts_per_token=2, load_balance_loss_weight=0.1,
+                                         router_z_loss_weight=0.01),
+                              train=dict(num_steps=4, checkpoint_every=4, eval_every=4,
+                                         pipeline_schedule='circular', pipeline_repeats=2,
+                                         pipeline_microbatches=2)),
 }
 
 
@@ -52,10 +64,12 @@ def main(out, corpus, cache, workroot, *runs):
     ici = tuple(int(x) for x in mesh.split(','))
     workdir = pathlib.Path(workroot) / text.replace(',', 'x').replace('@', '_')
     train(mesh_config(corpus, cache, ici, variant or 'dense'), workdir, log=lambda *_: None)
-    losses = [json.loads(line)['loss'] for line in (workdir / 'metrics.jsonl').read_text()
-              .splitlines() if '"loss"' in line]
+    records = [json.loads(line) for line in (workdir / 'metrics.jsonl').read_text()
+               .splitlines() if '"loss"' in line]
     _, state = load_state(workdir)
-    results[f'{text}/losses'] = np.asarray(losses)
+    results[f'{text}/losses'] = np.asarray([r['loss'] for r in records])
+    # The differentiated loss: with MoE layers, the loss plus their weighted aux losses.
+    results[f'{text}/total_losses'] = np.asarray([r['total_loss'] for r in records])
     for path, leaf in jax.tree_util.tree_flatten_with_path(state['params'])[0]:
       results[f'{text}/{jax.tree_util.keystr(path)}'] = np.asarray(leaf)
   np.savez(out, **results)

@@ -54,10 +54,12 @@ def restore_on_one_device(tmp_path, ici: tuple, variant: str):
 
 
 def assert_training_matches(single, sharded, reference, mesh, must_name):
-  """The losses and final params of run `mesh` equal those of run `reference` (results of
-  `run_meshes`); `must_name` are parts of the param names that must be among those compared."""
-  np.testing.assert_allclose(sharded[f'{mesh}/losses'], single[f'{reference}/losses'],
-                             rtol=LOSS_RTOL)
+  """The losses (next-token and total, MoE aux losses included) and final params of run `mesh`
+  equal those of run `reference` (results of `run_meshes`); `must_name` are parts of the param
+  names that must be among those compared."""
+  for losses in ('losses', 'total_losses'):
+    np.testing.assert_allclose(sharded[f'{mesh}/{losses}'], single[f'{reference}/{losses}'],
+                               rtol=LOSS_RTOL, err_msg=losses)
   names = [k.split('/', 1)[1] for k in single if k.startswith(reference + '/')
            and 'losses' not in k]
   for part in must_name:

@@ -7,7 +7,8 @@ import pathlib
 import pytest
 from research.config import base_config
 from research.model import counting
-from research.sweeps import generators, plan, sizing
+from research.sweeps import generators, plan, sizing, table
+from research.sweeps import moe as moe_sweeps
 from research.run_dir import config_hash
 from research.train.schedules import make_schedule
 from research.train.validate import validate_config
@@ -172,3 +173,52 @@ def test_quickstart_is_a_small_isoflop_grid():
     assert len(sizes) >= 5 and sizes[0] < pilot / 1.8 and sizes[-1] > pilot * 1.8, (budget, sizes)
   # the largest model stays tiny: a CPU sweep
   assert max(total(c) for _, c in runs) < 1e6
+
+
+def test_moe_sweep_pairs_dense_and_moe_at_equal_active_parameters_and_tokens(tmp_path):
+  """configs/sweeps/moe.py: per budget one dense run and one per (E, k), of one shape and one
+  token count; an MoE token uses the dense weights plus the router (d_model x E per layer) and
+  the output biases of its k - 1 further experts; results.csv rows give N = active, N_total and
+  num_experts, and C = 6 N D within the routers' share of the budget."""
+  path = next(p for p in SWEEP_FILES if p.stem == 'moe')
+  runs = plan.load_sweep(path)
+  budgets = sorted({c.sweep.budget for _, c in runs})
+  assert len(budgets) == 3 and len(runs) == 9
+  for budget in budgets:
+    group = [c for _, c in runs if c.sweep.budget == budget]
+    dense = [c for c in group if not c.model.get('num_experts')]
+    assert len(dense) == 1 and len(group) == 3
+    dense = dense[0]
+    n_dense = counting.predict_param_counts(dense.model).total
+    assert counting.predict_param_counts(dense.model, active=True).total == n_dense
+    assert abs(6 * n_dense * dense.sweep.tokens / budget - 1) <= 0.5 / dense.train.num_steps
+    for c in group:
+      assert c.train.num_steps == dense.train.num_steps and c.sweep.tokens == dense.sweep.tokens
+      for field in ('d_model', 'num_layers', 'num_heads', 'd_ff'):
+        assert c.model[field] == dense.model[field]
+      if c is dense:
+        continue
+      m = c.model
+      assert m.moe_d_ff * m.experts_per_token == m.d_ff
+      extra = m.num_layers * m.d_model * (m.num_experts + (m.experts_per_token - 1) * m.use_bias)
+      assert counting.predict_param_counts(m, active=True).total == n_dense + extra
+      assert counting.predict_param_counts(m).total > 1.9 * n_dense
+  workdir = tmp_path / 'moe'
+  for run in plan.resolve_runs(runs, workdir, 'moe'):
+    plan.write_run_files(run)
+    row = table.run_row(run.run_dir)
+    m = run.config.model
+    assert row['N'] == counting.predict_param_counts(m, active=True).total
+    assert row['N_total'] == counting.predict_param_counts(m).total
+    assert row['num_experts'] == m.get('num_experts', 0)
+    assert row['kind'] == 'moe_vs_dense' and row['status'] == 'pending'
+    assert 1 - 0.5 / run.config.train.num_steps <= row['C'] / row['budget'] < 1.02
+
+
+def test_moe_variant_refuses_experts_that_do_not_split_the_feed_forward():
+  model = small_base().model
+  model.update(d_ff=30)
+  with pytest.raises(ValueError, match=r'experts=\(4, 4\): model.d_ff=30'):
+    moe_sweeps.moe_variant(model, 4, 4)
+  with pytest.raises(ValueError, match=r'experts=\(2, 3\): needs 1 <= k <= E'):
+    moe_sweeps.moe_variant(model, 2, 3)

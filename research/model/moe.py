@@ -11,8 +11,12 @@ Each MoE layer sows into the 'moe' collection (read it with `mutable=['moe']`):
   batch's routed assignments (before any capacity drop) that chose e and P_e the mean router
   probability of e over all experts' softmax (before top-k); 1.0 when perfectly balanced;
 - `router_z_loss`: ST-MoE (Zoph et al. 2022) mean over tokens of logsumexp(logits)^2;
-- `expert_load`: f, [E]; `dropped_fraction`: the share of assignments over capacity.
-`aux_loss` sums the weighted losses over layers for the train step.
+- `expert_load`: f, [E]; `router_prob`: P, [E]; `dropped_fraction`: the share of assignments
+  over capacity.
+`aux_loss` sums the weighted losses over layers for the train step. All but the load-balancing
+loss are means over tokens, so over equal microbatches (pipeline stages) the batch's value is the
+mean of theirs; the load-balancing loss is not (it is a product of two means) and
+`from_microbatch_means` recomputes it from the mean f and P, equal to the whole batch's.
 """
 
 from __future__ import annotations
@@ -28,7 +32,7 @@ from research.model.config import expert_d_ff, resolve_grouped_matmul
 from research.model.mlp import MLP
 
 COLLECTION = 'moe'
-SOWN = ('load_balance_loss', 'router_z_loss', 'expert_load', 'dropped_fraction')
+SOWN = ('load_balance_loss', 'router_z_loss', 'expert_load', 'router_prob', 'dropped_fraction')
 
 
 def route(logits_BxTxE, experts_per_token: int, renormalize: bool):
@@ -45,11 +49,19 @@ def expert_load(experts_BxTxX, num_experts: int):
   return jnp.mean(jax.nn.one_hot(experts_BxTxX, num_experts, dtype=jnp.float32), axis=(0, 1, 2))
 
 
+def router_prob(probs_BxTxE):
+  """P_e: the mean router probability of expert e over all tokens (before top-k), [E]."""
+  return jnp.mean(probs_BxTxE, axis=(0, 1))
+
+
+def balance(load_E, prob_E):
+  """E * sum_e f_e P_e from the expert load f and mean router probability P."""
+  return load_E.shape[-1] * jnp.sum(load_E * prob_E, axis=-1)
+
+
 def load_balance_loss(probs_BxTxE, experts_BxTxX):
   """Switch load-balancing loss E * sum_e f_e P_e (P: softmax over all experts, before top-k)."""
-  num_experts = probs_BxTxE.shape[-1]
-  p_E = jnp.mean(probs_BxTxE, axis=(0, 1))
-  return num_experts * jnp.sum(expert_load(experts_BxTxX, num_experts) * p_E)
+  return balance(expert_load(experts_BxTxX, probs_BxTxE.shape[-1]), router_prob(probs_BxTxE))
 
 
 def router_z_loss(logits_BxTxE):
@@ -113,6 +125,7 @@ class MoE(nn.Module):
     self.sow(COLLECTION, 'load_balance_loss', load_balance_loss(probs_BxTxE, experts_BxTxX))
     self.sow(COLLECTION, 'router_z_loss', router_z_loss(logits_BxTxE))
     self.sow(COLLECTION, 'expert_load', expert_load(experts_BxTxX, e))
+    self.sow(COLLECTION, 'router_prob', router_prob(probs_BxTxE))
     self.sow(COLLECTION, 'dropped_fraction', 1.0 - jnp.mean(kept_BxTxX.astype(jnp.float32)))
     return nn.with_logical_constraint(y_BxTxD, ('batch', 'length', 'embed'))
 
@@ -139,6 +152,20 @@ def per_layer(sown, config, name: str) -> dict:
     for i in range(value.shape[0]):
       out[i * step + offset] = value[i]
   return dict(sorted(out.items()))
+
+
+def from_microbatch_means(sown):
+  """The 'moe' collection of a whole batch from the mean over its equal microbatches of theirs:
+  every sown value is a mean over tokens except the load-balancing loss, recomputed from the mean
+  f and P (any leading axis of layers kept)."""
+  def fix(tree):
+    if not isinstance(tree, dict):
+      return tree
+    tree = {name: fix(value) for name, value in tree.items()}
+    if 'load_balance_loss' in tree:
+      tree['load_balance_loss'] = (balance(tree['expert_load'][0], tree['router_prob'][0]),)
+    return tree
+  return fix(flax.core.unfreeze(sown))
 
 
 def aux_loss(sown, config) -> jax.Array:

@@ -13,6 +13,11 @@ between stages is a shift along that axis (a collective permute). Parameters kee
 scanned model ([L, ...]), so a checkpoint moves between pipelined and unpipelined meshes. GPipe's
 stages are contiguous blocks of layers, which the 'layers' sharding already puts on their
 devices; circular ones are not, and their params move to their stages once per step.
+
+A layer may also return per-layer values (`with_aux=True`: `layer_fn -> (x, aux)`, e.g. the
+figures MoE layers sow): each (iteration, stage) slot in the bubble computes on garbage, so only
+active slots count, and each layer's value is the mean over the M microbatches, stacked [L, ...]
+like the params.
 """
 
 from __future__ import annotations
@@ -82,16 +87,27 @@ def _unmicrobatch(x_MxB_):
   return jnp.swapaxes(x_MxB_, 0, 1).reshape(-1, *x_MxB_.shape[2:])
 
 
-def run(schedule: Schedule, layer_fn, stacked_params, x_BxTxD, positions_BxT):
+def _to_stages(w_L_, s: int, r: int):
+  """[L, ...] -> [S, R, L/(R S), ...]: layer (r S + s) L/(R S) + i at [s, r, i]."""
+  return jnp.swapaxes(w_L_.reshape(r, s, w_L_.shape[0] // (s * r), *w_L_.shape[1:]), 0, 1)
+
+
+def _from_stages(w_SxRxC_):
+  """The inverse of `_to_stages`: [S, R, C, ...] -> [L, ...] in the order of the stack."""
+  return jnp.swapaxes(w_SxRxC_, 0, 1).reshape(-1, *w_SxRxC_.shape[3:])
+
+
+def run(schedule: Schedule, layer_fn, stacked_params, x_BxTxD, positions_BxT,
+        with_aux: bool = False):
   """The layers `layer_fn(params_of_one_layer, x, positions) -> x` over `stacked_params`
-  (leaves [L, ...]) applied to x [B, T, D] in the order of the stack, by the pipeline schedule."""
+  (leaves [L, ...]) applied to x [B, T, D] in the order of the stack, by the pipeline schedule.
+
+  With `with_aux`, `layer_fn` returns `(x, aux)` and the result is `(x, aux_L)`: each layer's aux
+  leaves averaged over the microbatches (bubble slots left out), stacked [L, ...].
+  """
   s, m, r = schedule.num_stages, schedule.num_microbatches, schedule.num_repeats
-  num_layers = jax.tree.leaves(stacked_params)[0].shape[0]
-  per_chunk = num_layers // (s * r)
-  # [L, ...] -> [S, R, L/(R S), ...]: layer (r S + s) L/(R S) + i at [s, r, i].
-  params_SxR = jax.tree.map(lambda w: jnp.swapaxes(
-      w.reshape(r, s, per_chunk, *w.shape[1:]), 0, 1), stacked_params)
-  params_SxR = _constrain_stage_axis(params_SxR)
+  params_SxR = _constrain_stage_axis(jax.tree.map(lambda w: _to_stages(w, s, r),
+                                                  stacked_params))
   x_MxBxTxD = _microbatches(x_BxTxD, m)
   positions_MxBxT = _microbatches(positions_BxT, m)
   stages_S = jnp.arange(s)
@@ -99,16 +115,18 @@ def run(schedule: Schedule, layer_fn, stacked_params, x_BxTxD, positions_BxT):
   over_stages = lambda f: jax.vmap(f, spmd_axis_name=_stage_mesh_axes())
 
   def chunk(params, x_BxTxD, positions_BxT):
-    """One stage's chunk: its L/(R S) layers in turn."""
+    """One stage's chunk: its L/(R S) layers in turn; (x, aux of each layer [C, ...])."""
     def one_layer(x_BxTxD, layer_params):
-      return layer_fn(layer_params, x_BxTxD, positions_BxT), None
-    return jax.lax.scan(one_layer, x_BxTxD, params)[0]
+      out = layer_fn(layer_params, x_BxTxD, positions_BxT)
+      return out if with_aux else (out, ())
+    return jax.lax.scan(one_layer, x_BxTxD, params)
 
   def iteration(carry, t):
-    state_SxBxTxD, loop_MxBxTxD, out_MxBxTxD = carry
+    state_SxBxTxD, loop_MxBxTxD, out_MxBxTxD, aux_SxRxC = carry
     virtual_S = t - stages_S
     micro_S = jnp.mod(virtual_S, m)
     repeat_S = jnp.clip(virtual_S // m, 0, r - 1)
+    active_S = (virtual_S >= 0) & (virtual_S < r * m)  # Schedule.active, for every stage
     # Stage 0 takes a fresh microbatch for the first M iterations, then the last stage's output
     # of M iterations ago (the same microbatch, one chunk on; there since M >= S).
     first = jnp.where(t < m, x_MxBxTxD[jnp.minimum(t, m - 1)], loop_MxBxTxD[jnp.mod(t, m)])
@@ -116,8 +134,17 @@ def run(schedule: Schedule, layer_fn, stacked_params, x_BxTxD, positions_BxT):
     inputs_SxBxTxD = _constrain_stage_axis(inputs_SxBxTxD)
     chunk_params = over_stages(lambda p, i: jax.tree.map(lambda w: w[i], p))(params_SxR,
                                                                              repeat_S)
-    outputs_SxBxTxD = over_stages(chunk)(chunk_params, inputs_SxBxTxD, positions_MxBxT[micro_S])
+    outputs_SxBxTxD, aux_SxC = over_stages(chunk)(chunk_params, inputs_SxBxTxD,
+                                                  positions_MxBxT[micro_S])
     outputs_SxBxTxD = _constrain_stage_axis(outputs_SxBxTxD)
+    # Each active stage adds its chunk's aux to slot [s, repeat]; bubble slots add nothing
+    # (`where`, not a product, so that garbage there cannot leak in as NaN).
+    slot_SxR = jax.nn.one_hot(repeat_S, r, dtype=bool) & active_S[:, None]
+
+    def add(total_SxRxC_, value_SxC_):
+      mask = slot_SxR.reshape(s, r, *[1] * (value_SxC_.ndim - 1))
+      return total_SxRxC_ + jnp.where(mask, value_SxC_[:, None], 0).astype(total_SxRxC_.dtype)
+    aux_SxRxC = jax.tree.map(add, aux_SxRxC, aux_SxC)
     # The last stage finished virtual microbatch t - (S - 1): a final output, or the next
     # chunk's input for stage 0.
     done = t - (s - 1)
@@ -128,10 +155,18 @@ def run(schedule: Schedule, layer_fn, stacked_params, x_BxTxD, positions_BxT):
     out_MxBxTxD = out_MxBxTxD.at[slot].set(jnp.where(is_final, last_BxTxD, out_MxBxTxD[slot]))
     loops = finished & ~is_final
     loop_MxBxTxD = loop_MxBxTxD.at[slot].set(jnp.where(loops, last_BxTxD, loop_MxBxTxD[slot]))
-    return (outputs_SxBxTxD, loop_MxBxTxD, out_MxBxTxD), None
+    return (outputs_SxBxTxD, loop_MxBxTxD, out_MxBxTxD, aux_SxRxC), None
 
   state_SxBxTxD = jnp.zeros((s, *x_MxBxTxD.shape[1:]), x_BxTxD.dtype)
+  aux_shapes = jax.eval_shape(over_stages(chunk), jax.tree.map(lambda w: w[:, 0], params_SxR),
+                              state_SxBxTxD, positions_MxBxT[jnp.zeros(s, jnp.int32)])[1]
+  aux_SxRxC = jax.tree.map(lambda a: jnp.zeros((s, r, *a.shape[1:]), a.dtype), aux_shapes)
   carry = (_constrain_stage_axis(state_SxBxTxD), jnp.zeros_like(x_MxBxTxD),
-           jnp.zeros_like(x_MxBxTxD))
-  (_, _, out_MxBxTxD), _ = jax.lax.scan(iteration, carry, jnp.arange(schedule.num_iterations))
-  return _unmicrobatch(out_MxBxTxD)
+           jnp.zeros_like(x_MxBxTxD), aux_SxRxC)
+  (_, _, out_MxBxTxD, aux_SxRxC), _ = jax.lax.scan(iteration, carry,
+                                                   jnp.arange(schedule.num_iterations))
+  out_BxTxD = _unmicrobatch(out_MxBxTxD)
+  if not with_aux:
+    return out_BxTxD
+  # Every (stage, chunk) slot is active once per microbatch: the sum over M is M means.
+  return out_BxTxD, jax.tree.map(lambda a: _from_stages(a) / m, aux_SxRxC)

@@ -13,7 +13,7 @@ from research.model import positions as positions_lib
 from research.model.block import Block, BlockGroup
 from research.model.config import (REMAT_POLICIES, is_moe_layer, layer_mixer, mtp_field,
                                    resolve_dtype, validate_model_config)
-from research.model.moe import COLLECTION as MOE_COLLECTION
+from research.model.moe import COLLECTION as MOE_COLLECTION, from_microbatch_means
 from research.model.mtp import MTPHeads
 from research.model.norms import Norm
 
@@ -44,10 +44,19 @@ def _block_class(c: ml_collections.ConfigDict, decode: bool):
 
 
 def _layer_fn(c: ml_collections.ConfigDict, deterministic: bool):
-  """`(one layer's params, x, positions) -> x`: a scanned layer as a pure function (pipeline)."""
-  block = Block(c, deterministic, False, c.num_experts > 0, layer_mixer(c, 0), parent=None)
-  fn = lambda params, x_BxTxD, positions_BxT: block.apply({'params': params}, x_BxTxD,
-                                                          positions_BxT)[0]
+  """`(one layer's params, x, positions) -> x`: a scanned layer (or group of layers) as a pure
+  function (pipeline); with experts `-> (x, what its MoE layers sowed)`."""
+  if scan_groups(c):
+    block = BlockGroup(c, deterministic, False, parent=None)
+  else:
+    block = Block(c, deterministic, False, c.num_experts > 0, layer_mixer(c, 0), parent=None)
+
+  def fn(params, x_BxTxD, positions_BxT):
+    if not c.num_experts:
+      return block.apply({'params': params}, x_BxTxD, positions_BxT)[0]
+    (x_BxTxD, _), sown = block.apply({'params': params}, x_BxTxD, positions_BxT,
+                                     mutable=[MOE_COLLECTION])
+    return x_BxTxD, sown[MOE_COLLECTION]
   if c.remat != 'none':
     fn = jax.checkpoint(fn, policy=REMAT_POLICIES[c.remat])
   return fn
@@ -80,7 +89,8 @@ class Transformer(nn.Module):
   `in_prefix_BxT` (bool, training only) makes attention bidirectional over each row's prefix
   positions (prefix LM; all True for MLM). A `pipeline` schedule of more than one stage runs the
   scanned layers as pipeline stages over microbatches (research/model/pipeline.py; training and
-  evaluation, not decoding); the params keep their layout.
+  evaluation, not decoding); the params keep their layout, and MoE layers' 'moe' collection
+  keeps the scanned layout with whole-batch values (`moe.from_microbatch_means`).
   """
   config: ml_collections.ConfigDict
   decode: bool = False
@@ -111,7 +121,12 @@ class Transformer(nn.Module):
     if (self.pipeline is not None and self.pipeline.num_stages > 1 and not self.decode
         and not self.is_initializing()):
       x_BxTxD = pipeline_lib.run(self.pipeline, _layer_fn(c, deterministic),
-                                 self.variables['params']['layers'], x_BxTxD, positions_BxT)
+                                 self.variables['params']['layers'], x_BxTxD, positions_BxT,
+                                 with_aux=c.num_experts > 0)
+      if c.num_experts:  # the layers' sown values, laid out as the scanned stack sows them
+        x_BxTxD, sown_L = x_BxTxD
+        if self.is_mutable_collection(MOE_COLLECTION):
+          self.put_variable(MOE_COLLECTION, 'layers', from_microbatch_means(sown_L))
     elif scan_groups(c):
       x_BxTxD, _ = block(c, deterministic, self.decode, name='layers')(x_BxTxD, positions_BxT,
                                                                       in_prefix_BxT)

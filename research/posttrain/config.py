@@ -7,12 +7,14 @@ resolves it from `posttrain.init_from` (grown by the chat tokens) and records it
 
 from __future__ import annotations
 
+import math
+
 import jax
 import ml_collections
 
 from research.config import default_train_config
 from research.parallel.distributed import default_distributed_config
-from research.parallel.mesh import default_mesh_config, resolve_shape
+from research.parallel.mesh import axis_size, default_mesh_config, full_shape, resolve_shape
 from research.parallel.rules import DEFAULT_RULES
 from research.posttrain.losses import KL_ESTIMATORS
 from research.posttrain.tasks import TASKS
@@ -147,11 +149,24 @@ def validate_posttrain_config(config: ml_collections.ConfigDict) -> None:
   if jax.process_count() != 1:
     _fail('distributed', jax.process_count(), 'post-training runs in one process (on all of its '
           'devices)')
+  _check_no_stages(config.mesh)
   ici, dcn = resolve_shape(config.mesh.ici, config.mesh.dcn, jax.device_count())
-  batch_shards = ici[0] * ici[1] * dcn[0] * dcn[1]
+  _check_no_stages(config.mesh, ici, dcn)
+  batch_shards = math.prod(axis_size(shape, axis) for shape in (ici, dcn)
+                           for axis in ('data', 'fsdp'))
   if t.batch_size % batch_shards:
     _fail('train.batch_size', t.batch_size,
           f'must divide evenly over the {batch_shards} batch shards (mesh data x fsdp)')
+
+
+def _check_no_stages(mesh_config, ici=None, dcn=None) -> None:
+  """Post-training steps run the layers unpipelined (and decode rollouts), so a mesh 'stage'
+  axis above 1 would only spread the layers' params: refused, naming the field. Checked on the
+  shapes as written (before the device count is known) and, for a -1, once resolved."""
+  for name, shape in (('mesh.ici', ici or mesh_config.ici), ('mesh.dcn', dcn or mesh_config.dcn)):
+    if axis_size(full_shape(name, shape), 'stage') > 1:
+      _fail(name, tuple(mesh_config[name.split('.')[1]]), "post-training has no pipeline "
+            "stages: set the 'stage' entry (the second of five) to 1")
 
 
 def validate_against_model(config: ml_collections.ConfigDict) -> None:

@@ -44,9 +44,6 @@ def check_pipeline(config: ml_collections.ConfigDict, num_stages: int, stage_axe
   if not m.scan_layers:
     _fail('model.scan_layers', m.scan_layers, 'pipeline stages split the scanned layer stack; '
           'set it True')
-  if m.num_experts:
-    _fail('model.num_experts', m.num_experts, 'pipelining Mixture-of-Experts layers is not '
-          'implemented (their auxiliary losses and metrics do not leave a stage)')
   if m.dropout_rate:
     _fail('model.dropout_rate', m.dropout_rate, 'pipelined layers run without dropout; set 0')
   if t.objective != 'causal':
@@ -54,8 +51,12 @@ def check_pipeline(config: ml_collections.ConfigDict, num_stages: int, stage_axe
   s, mb, r = schedule.num_stages, schedule.num_microbatches, schedule.num_repeats
   if name == 'circular' and r < 2:
     _fail('train.pipeline_repeats', r, 'a circular schedule needs at least 2 chunks per stage')
-  if m.num_layers % (s * r):
-    _fail('model.num_layers', m.num_layers, f'must divide evenly into {s} stages x {r} chunks')
+  # MoE layers every moe_every > 1 layers are scanned, so pipelined, in groups of moe_every.
+  group = m.moe_every if m.num_experts and m.moe_every > 1 else 1
+  if (m.num_layers // group) % (s * r):
+    unit = f' groups of moe_every={group} layers' if group > 1 else ''
+    _fail('model.num_layers', m.num_layers, f'must divide evenly into {s} stages x {r} chunks'
+          f'{unit}')
   if name == 'circular' and mb < s:
     _fail('train.pipeline_microbatches', mb, f'a circular schedule needs at least one '
           f'microbatch per stage ({s})')
