@@ -1,6 +1,6 @@
 """Plot and tabulate an MoE-against-dense sweep (configs/sweeps/moe.py) from its run directories.
 
-`python -m experiments.moe_sweep_plot --workdir=runs/moe [--out=docs/moe_vs_dense.png] [--note=...]`
+`python -m experiments.moe_sweep_plot --workdir=runs/moe [--out=docs/moe_sweep.png] [--note=...]`
 rebuilds `results.csv`, prints one line per finished run (active and total parameters, final
 train and validation loss, tokens/s, the most and least loaded expert at the last logged step as
 multiples of the even share) and draws the training curves (left) and final validation loss per
@@ -18,7 +18,7 @@ from research import run_dir as run_dir_lib  # noqa: E402
 from research.sweeps import table  # noqa: E402
 
 _WORKDIR = flags.DEFINE_string('workdir', 'runs/moe', 'The sweep directory.')
-_OUT = flags.DEFINE_string('out', 'docs/moe_vs_dense.png', 'Where to write the figure.')
+_OUT = flags.DEFINE_string('out', 'docs/moe_sweep.png', 'Where to write the figure.')
 _NOTE = flags.DEFINE_string('note', '', 'A line added under the title (where it ran, how long).')
 
 
