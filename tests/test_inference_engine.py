@@ -63,3 +63,35 @@ def test_requests_too_long_for_the_engine_are_refused():
     SamplingParams(max_new_tokens=0)
   with pytest.raises(ValueError, match='num_slots'):
     Engine(c, init_params(c, 0), num_slots=0)
+
+
+@pytest.mark.parametrize('overrides', [ROPE_GQA, VARIANTS['learned_window5_scanned']])
+def test_batched_prefill_gives_the_tokens_of_one_at_a_time_prefill(overrides):
+  """Requests of lengths 1 to 30 arrive together: prefilled several per call (ragged, padded)
+  they decode to exactly the greedy tokens of one-at-a-time prefill and of `generate` alone."""
+  c = tiny_config(**overrides)
+  params = init_params(c, 51)
+  lengths = (1, 3, 7, 16, 17, 30, 5, 12, 2, 24)
+  requests = [(random_tokens(c, 100 + i, batch=1, length=n)[0],
+               SamplingParams(max_new_tokens=int(48 - n) // 3 + 1)) for i, n in enumerate(lengths)]
+  tokens, sizes = {}, {}
+  for max_prefill_batch in (1, 4):
+    engine = Engine(c, params, num_slots=6, max_prefill_batch=max_prefill_batch)
+    for prompt, sampling in requests:
+      engine.submit(prompt, sampling)
+    tokens[max_prefill_batch] = [r.tokens for r in engine.run()]
+    sizes[max_prefill_batch] = engine.prefill_sizes
+  assert sizes[1] == [1] * len(lengths)
+  assert max(sizes[4]) == 4 and sum(sizes[4]) == len(lengths)  # several per call, all admitted
+  assert tokens[4] == tokens[1]
+  for (prompt, sampling), got in zip(requests, tokens[4]):
+    expected = generate(c, params, prompt[None], sampling.max_new_tokens)[0, len(prompt):]
+    assert got == expected.tolist()
+
+
+def test_prefill_batch_is_a_power_of_two_at_most_the_maximum():
+  from research.inference.engine import prefill_batch_size
+  assert [prefill_batch_size(n, 8) for n in range(1, 10)] == [1, 2, 4, 4, 8, 8, 8, 8, 8]
+  assert prefill_batch_size(3, 2) == 2
+  with pytest.raises(ValueError, match='max_prefill_batch'):
+    Engine(tiny_config(**ROPE_GQA), None, max_prefill_batch=0)

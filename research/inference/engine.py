@@ -1,8 +1,10 @@
 """Continuous batching: a fixed number of decode slots, refilled from a queue between steps.
 
 `Engine.submit(prompt, sampling)` queues a request and returns it. Each `step()` first prefills
-queued requests into free slots (one at a time, batch 1, prompt padded to a bucket, then copied into
-the slot's cache rows), then runs one compiled decode step over all slots; finished requests leave
+queued requests into free slots, up to `max_prefill_batch` of them in one batched prefill call
+(prompts right-padded to a common bucket, the batch padded to a power of two, so few shapes
+compile; each row's first token comes from its own last prompt position), copies each row into its
+slot's cache rows, then runs one compiled decode step over all slots; finished requests leave
 their slot at once. `stream()` yields (request, token) as tokens appear; `run()` returns every
 request when all are done. Idle slots compute on a dummy token and are ignored.
 """
@@ -40,27 +42,41 @@ class Request:
 
 @functools.lru_cache(maxsize=8)
 def _insert_for(config_json: str):
+  """`insert(cache, rows_cache, row, slot)`: row `row` of `rows_cache` copied into slot `slot`."""
   axes = cache_lib.batch_axes(ml_collections.ConfigDict(json.loads(config_json)))
 
   @functools.partial(jax.jit, donate_argnums=(0,))
-  def insert(cache, row_cache, slot):
+  def insert(cache, rows_cache, row, slot):
+    row_cache = jax.tree.map(lambda x, a: jax.lax.dynamic_slice_in_dim(x, row, 1, axis=a),
+                             rows_cache, axes)
     return cache_lib.put_rows(cache, row_cache, slot, axes)
 
   return insert
+
+
+def prefill_batch_size(count: int, max_prefill_batch: int) -> int:
+  """Rows of the prefill call for `count` requests: the next power of two, at most the maximum
+  (so at most log2(max) + 1 batch shapes compile)."""
+  return min(1 << (count - 1).bit_length(), max_prefill_batch)
 
 
 class Engine:
   """Serves requests on `num_slots` cache rows of `max_len` slots (default model.max_seq_len)."""
 
   def __init__(self, model_config: ml_collections.ConfigDict, params, num_slots: int = 8,
-               max_len: int | None = None, pad_id: int = 0):
+               max_len: int | None = None, pad_id: int = 0, max_prefill_batch: int = 8):
     if not isinstance(num_slots, int) or num_slots <= 0:
       raise ValueError(f'num_slots={num_slots!r} must be a positive integer')
+    if not isinstance(max_prefill_batch, int) or max_prefill_batch <= 0:
+      raise ValueError(f'max_prefill_batch={max_prefill_batch!r} must be a positive integer '
+                       '(1: prefill one request at a time)')
     max_len = model_config.max_seq_len if max_len is None else max_len
     if not isinstance(max_len, int) or not 0 < max_len <= model_config.max_seq_len:
       raise ValueError(f'max_len={max_len!r} must be in [1, model.max_seq_len='
                        f'{model_config.max_seq_len}]')
     self.config, self.max_len, self.pad_id = model_config, max_len, pad_id
+    self.max_prefill_batch = max_prefill_batch
+    self.prefill_sizes: list[int] = []  # requests per prefill call, in order (for tests, benches)
     self.params = prepare_params(model_config, params)
     self.decoder = decoder_for(model_config)
     self.insert = _insert_for(model_config.to_json())
@@ -109,28 +125,54 @@ class Engine:
     if request.done:
       self.slots[slot] = None
 
-  def _admit(self, slot: int, request: Request, events: list) -> None:
-    """Prefills `request` alone (batch 1) and moves its cache rows into `slot`."""
-    t = len(request.prompt)
-    padded_t = min(round_up(t, PROMPT_BUCKET), self.max_len)
-    prompt_1xT = np.full((1, padded_t), self.pad_id, np.int32)
-    prompt_1xT[0, :t] = request.prompt
-    s = request.sampling
-    rows = row_sampling(1, s.temperature, s.top_k, s.top_p, s.seed)
-    row_cache = cache_lib.init_cache(self.config, 1, self.max_len)
-    token_1, row_cache = self.decoder.prefill(self.params, row_cache, jnp.asarray(prompt_1xT),
-                                              jnp.asarray([t], jnp.int32), rows)
-    self.cache = self.insert(self.cache, row_cache, slot)
-    self.slots[slot], self._sampling[slot] = request, s
+  def _take_batch(self, free: int) -> list[Request]:
+    """The next queued requests to prefill together, in arrival order: at most `free` and
+    `max_prefill_batch`, and (Mamba layers) no more padding than their rings can rewind."""
+    batch = [self.queue.popleft()]
+    while self.queue and len(batch) < min(free, self.max_prefill_batch):
+      lengths = [len(r.prompt) for r in batch] + [len(self.queue[0].prompt)]
+      if not cache_lib.can_rewind(self.config, self._padded_length(max(lengths)) - min(lengths)):
+        break
+      batch.append(self.queue.popleft())
+    return batch
+
+  def _padded_length(self, t: int) -> int:
+    return min(round_up(t, PROMPT_BUCKET), self.max_len)
+
+  def _admit(self, slots: list[int], requests: list[Request], events: list) -> None:
+    """Prefills `requests` in one call, right-padded to a common bucket, and moves row i's cache
+    rows into `slots[i]`; rows past the requests (batch padding) are dummies, never inserted."""
+    b = prefill_batch_size(len(requests), self.max_prefill_batch)
+    padded_t = self._padded_length(max(len(r.prompt) for r in requests))
+    prompt_BxT = np.full((b, padded_t), self.pad_id, np.int32)
+    lengths_B = np.ones((b,), np.int32)
+    for i, request in enumerate(requests):
+      prompt_BxT[i, :len(request.prompt)] = request.prompt
+      lengths_B[i] = len(request.prompt)
+    s = [r.sampling for r in requests] + [SamplingParams()] * (b - len(requests))
+    rows = row_sampling(b, [x.temperature for x in s], [x.top_k for x in s],
+                        [x.top_p for x in s], [x.seed for x in s])
+    rows_cache = cache_lib.init_cache(self.config, b, self.max_len)
+    token_B, rows_cache = self.decoder.prefill(self.params, rows_cache, jnp.asarray(prompt_BxT),
+                                               jnp.asarray(lengths_B), rows)
+    token_B = np.asarray(token_B)
+    self.prefill_sizes.append(len(requests))
+    for i, (slot, request) in enumerate(zip(slots, requests)):
+      self.cache = self.insert(self.cache, rows_cache, i, slot)
+      self.slots[slot], self._sampling[slot] = request, request.sampling
     self._rows = self._row_sampling()
-    self._emit(slot, int(token_1[0]), events)
+    for i, slot in enumerate(slots[:len(requests)]):
+      self._emit(slot, int(token_B[i]), events)
 
   def step(self) -> list[tuple[Request, int]]:
     """Admits queued requests into free slots, then decodes one token for every busy slot."""
     events = []
-    for slot in range(len(self.slots)):
-      while self.slots[slot] is None and self.queue:
-        self._admit(slot, self.queue.popleft(), events)
+    while self.queue:  # a request that stops on its first token frees its slot at once
+      free = [i for i, r in enumerate(self.slots) if r is None]
+      if not free:
+        break
+      requests = self._take_batch(len(free))
+      self._admit(free[:len(requests)], requests, events)
     busy = [i for i, r in enumerate(self.slots) if r is not None]
     if not busy:
       return events
