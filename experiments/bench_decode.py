@@ -4,6 +4,8 @@ decoding and continuous batching; perplexity change of quantised weights on vali
 `python -m experiments.bench_decode [--workdir=TARGET_RUN [--draft_workdir=DRAFT_RUN]]`
 `python -m experiments.bench_decode --sections=peer`: GPT-2 small against transformers' `generate`
 in the same process (experiments/decode_peer.py; needs the `test` extra).
+`python -m experiments.bench_decode --sections=prefill`: the engine prefilling one waiting request
+per call against `--prefill_batch` per call (16 requests of mixed prompt lengths).
 
 Speed rows use a random-weight model (speed does not depend on the weights) of the tiny config's
 shape with `--context` positions. Quantisation perplexity, speculative acceptance and continuous
@@ -54,8 +56,13 @@ _BATCHES = flags.DEFINE_list('batches', ['1', '4', '16', '64'], 'Batch sizes at 
 _REPEATS = flags.DEFINE_integer('repeats', 3, 'Timed runs per row (median).')
 _RECOMPUTE_STEPS = flags.DEFINE_integer('recompute_steps', 32, 'Timed steps of the baseline.')
 _SECTIONS = flags.DEFINE_multi_enum('sections', ['speed', 'perplexity', 'speculative', 'engine'],
-                                    ['speed', 'perplexity', 'speculative', 'engine', 'peer'],
-                                    'What to measure (peer: only when asked).')
+                                    ['speed', 'perplexity', 'speculative', 'engine', 'peer',
+                                     'prefill'],
+                                    'What to measure (peer, prefill: only when asked).')
+_PREFILL_BATCH = flags.DEFINE_integer('prefill_batch', 8, 'max_prefill_batch of the batched '
+                                      'engine in the prefill section.')
+_PREFILL_LENGTHS = flags.DEFINE_list('prefill_lengths', ['16', '256'], 'Shortest and longest '
+                                     'prompt of the prefill section.')
 _PEER_BATCHES = flags.DEFINE_list('peer_batches', ['1', '8'], 'Batch sizes of the peer rows.')
 _PROMPT = 16
 
@@ -190,6 +197,36 @@ def continuous_batching(config, params, num_requests: int = 32, slots: int = 8) 
           'speedup': alone_s / engine_s}
 
 
+def batched_prefill(config, params, num_requests: int = 16, slots: int = 8) -> dict:
+  """Wall time of the engine on requests of `--prefill_lengths` prompt lengths and 4-16 new
+  tokens, all waiting at the start: one prefill call per request against up to
+  `--prefill_batch` per call."""
+  rng = np.random.default_rng(2)
+  shortest, longest = map(int, _PREFILL_LENGTHS.value)
+  requests = [(prompts(config, 1, int(rng.integers(shortest, longest + 1)),
+                       int(rng.integers(1 << 30)))[0],
+               int(rng.integers(4, 17))) for _ in range(num_requests)]
+  sizes = {}
+
+  def engine_run(max_prefill_batch):
+    engine = Engine(config, params, num_slots=slots, max_len=512,
+                    max_prefill_batch=max_prefill_batch)
+    for prompt, new in requests:
+      engine.submit(prompt, SamplingParams(max_new_tokens=new))
+    engine.run()
+    sizes[max_prefill_batch] = engine.prefill_sizes
+
+  batch = _PREFILL_BATCH.value
+  one_s = median_time(lambda: engine_run(1), _REPEATS.value)
+  batched_s = median_time(lambda: engine_run(batch), _REPEATS.value)
+  return {'requests': num_requests, 'slots': slots, 'prefill_batch': batch,
+          'prompt_tokens': sum(len(p) for p, _ in requests),
+          'new_tokens': sum(n for _, n in requests), 'one_at_a_time_s': one_s,
+          'batched_s': batched_s, 'one_at_a_time_req_s': num_requests / one_s,
+          'batched_req_s': num_requests / batched_s, 'speedup': one_s / batched_s,
+          'batched_prefill_sizes': sizes[batch]}
+
+
 def main(argv):
   del argv
   logging.set_verbosity(logging.WARNING)
@@ -248,6 +285,14 @@ def engine_rows(result: dict, model) -> list[tuple]:
            f'one at a time {r["one_at_a_time_tok_s"]:,.0f} tok/s', f'x{r["speedup"]:.1f}')]
 
 
+def prefill_rows(result: dict) -> list[tuple]:
+  config = speed_model()
+  r = result['batched_prefill'] = batched_prefill(config, random_params(config))
+  return [(f'engine prefill, {r["requests"]} requests', f'batched {r["batched_s"]:.2f} s '
+           f'({r["batched_req_s"]:.1f} req/s)', f'one at a time {r["one_at_a_time_s"]:.2f} s',
+           f'x{r["speedup"]:.2f}')]
+
+
 def peer_rows(result: dict) -> list[tuple]:
   """GPT-2 small, prompt 64 + 128 new tokens, greedy: transformers vs ours (float32, int8, int4)."""
   from experiments import decode_peer
@@ -275,6 +320,8 @@ def run(workdir: str, draft_workdir: str) -> None:
     table += engine_rows(result, target or (speed_model(), random_params(speed_model())))
   if 'peer' in sections:
     table += peer_rows(result)
+  if 'prefill' in sections:
+    table += prefill_rows(result)
   print(f'device: {result["device"]}')
   for row in table:
     print(f'{row[0]:<34} {row[1]:<34} {row[2]:<30} {row[3]}')
