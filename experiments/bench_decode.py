@@ -6,6 +6,8 @@ decoding and continuous batching; perplexity change of quantised weights on vali
 in the same process (experiments/decode_peer.py; needs the `test` extra).
 `python -m experiments.bench_decode --sections=prefill`: the engine prefilling one waiting request
 per call against `--prefill_batch` per call (16 requests of mixed prompt lengths).
+`python -m experiments.bench_decode --sections=ring`: a sliding-window model decoding into a ring
+of W slots against a cache of every position: cache bytes and tokens/s.
 
 Speed rows use a random-weight model (speed does not depend on the weights) of the tiny config's
 shape with `--context` positions. Quantisation perplexity, speculative acceptance and continuous
@@ -57,10 +59,12 @@ _REPEATS = flags.DEFINE_integer('repeats', 3, 'Timed runs per row (median).')
 _RECOMPUTE_STEPS = flags.DEFINE_integer('recompute_steps', 32, 'Timed steps of the baseline.')
 _SECTIONS = flags.DEFINE_multi_enum('sections', ['speed', 'perplexity', 'speculative', 'engine'],
                                     ['speed', 'perplexity', 'speculative', 'engine', 'peer',
-                                     'prefill'],
-                                    'What to measure (peer, prefill: only when asked).')
+                                     'prefill', 'ring'],
+                                    'What to measure (peer, prefill, ring: only when asked).')
 _PREFILL_BATCH = flags.DEFINE_integer('prefill_batch', 8, 'max_prefill_batch of the batched '
                                       'engine in the prefill section.')
+_RING_WINDOW = flags.DEFINE_integer('ring_window', 64, 'sliding_window of the ring section.')
+_RING_NEW = flags.DEFINE_integer('ring_new', 960, 'New tokens after a 64-token prompt (ring).')
 _PREFILL_LENGTHS = flags.DEFINE_list('prefill_lengths', ['16', '256'], 'Shortest and longest '
                                      'prompt of the prefill section.')
 _PEER_BATCHES = flags.DEFINE_list('peer_batches', ['1', '8'], 'Batch sizes of the peer rows.')
@@ -227,6 +231,29 @@ def batched_prefill(config, params, num_requests: int = 16, slots: int = 8) -> d
           'batched_prefill_sizes': sizes[batch]}
 
 
+def ring_vs_full(batch: int) -> dict:
+  """Cache bytes and tokens/s of generating `--ring_new` tokens after a 64-token prompt with a
+  sliding window: a ring of W slots against a cache of every position."""
+  from research.inference import cache as cache_lib
+  from research.inference.generation import CACHE_BUCKET, round_up
+  config = speed_model()
+  config.sliding_window = _RING_WINDOW.value
+  params = random_params(config)
+  prompt, new = prompts(config, batch, 64), _RING_NEW.value
+  full_slots = min(round_up(64 + new, CACHE_BUCKET), config.max_seq_len)
+  nbytes = lambda slots: cache_lib.cache_nbytes(cache_lib.init_cache(config, batch, slots))
+  ring_s = median_time(lambda: generate(config, params, prompt, new), _REPEATS.value)
+  full_s = median_time(lambda: generate(config, params, prompt, new, ring_cache=False),
+                       _REPEATS.value)
+  same = bool(np.array_equal(generate(config, params, prompt, new),
+                             generate(config, params, prompt, new, ring_cache=False)))
+  return {'batch': batch, 'window': config.sliding_window, 'new_tokens': new,
+          'full_slots': full_slots, 'full_cache_bytes': nbytes(full_slots),
+          'ring_cache_bytes': nbytes(config.sliding_window), 'prefill_cache_bytes': nbytes(64),
+          'ring_tok_s': batch * new / ring_s, 'full_tok_s': batch * new / full_s,
+          'speedup': full_s / ring_s, 'same_tokens': same}
+
+
 def main(argv):
   del argv
   logging.set_verbosity(logging.WARNING)
@@ -293,6 +320,14 @@ def prefill_rows(result: dict) -> list[tuple]:
            f'x{r["speedup"]:.2f}')]
 
 
+def ring_rows(result: dict) -> list[tuple]:
+  rows = result['ring'] = [ring_vs_full(batch) for batch in (1, 8)]
+  return [(f'ring W={r["window"]} batch {r["batch"]}, {r["new_tokens"]} new',
+           f'{r["ring_tok_s"]:,.0f} vs {r["full_tok_s"]:,.0f} tok/s',
+           f'{r["ring_cache_bytes"] / 2**20:.2f} vs {r["full_cache_bytes"] / 2**20:.2f} MiB',
+           f'x{r["speedup"]:.2f}, same tokens {r["same_tokens"]}') for r in rows]
+
+
 def peer_rows(result: dict) -> list[tuple]:
   """GPT-2 small, prompt 64 + 128 new tokens, greedy: transformers vs ours (float32, int8, int4)."""
   from experiments import decode_peer
@@ -322,6 +357,8 @@ def run(workdir: str, draft_workdir: str) -> None:
     table += peer_rows(result)
   if 'prefill' in sections:
     table += prefill_rows(result)
+  if 'ring' in sections:
+    table += ring_rows(result)
   print(f'device: {result["device"]}')
   for row in table:
     print(f'{row[0]:<34} {row[1]:<34} {row[2]:<30} {row[3]}')

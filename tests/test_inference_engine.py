@@ -89,9 +89,15 @@ def test_batched_prefill_gives_the_tokens_of_one_at_a_time_prefill(overrides):
     assert got == expected.tolist()
 
 
-def test_prefill_batch_is_a_power_of_two_at_most_the_maximum():
-  from research.inference.engine import prefill_batch_size
-  assert [prefill_batch_size(n, 8) for n in range(1, 10)] == [1, 2, 4, 4, 8, 8, 8, 8, 8]
-  assert prefill_batch_size(3, 2) == 2
+def test_prefill_batches_are_powers_of_two_without_much_padding():
+  """Seven short prompts and two long ones: the short go together (a power of two of them), the
+  long wait for a batch of their own bucket rather than pad the short ones to their length."""
+  c = tiny_config(**ROPE_GQA)
+  engine = Engine(c, init_params(c, 0), num_slots=8)
+  for n in (3, 40, 5, 9, 2, 33, 7, 1, 4):
+    engine.submit(list(range(1, n + 1)), SamplingParams(max_new_tokens=1))
+  engine.step()
+  assert engine.prefill_sizes == [4, 2, 2, 1]
+  assert all(r.done and len(r.tokens) == 1 for r in engine.requests)
   with pytest.raises(ValueError, match='max_prefill_batch'):
-    Engine(tiny_config(**ROPE_GQA), None, max_prefill_batch=0)
+    Engine(c, None, max_prefill_batch=0)

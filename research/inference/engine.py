@@ -2,8 +2,9 @@
 
 `Engine.submit(prompt, sampling)` queues a request and returns it. Each `step()` first prefills
 queued requests into free slots, up to `max_prefill_batch` of them in one batched prefill call
-(prompts right-padded to a common bucket, the batch padded to a power of two, so few shapes
-compile; each row's first token comes from its own last prompt position), copies each row into its
+(prompts right-padded to a common bucket, a power-of-two number of rows so few shapes compile, and
+only requests whose padding stays within PREFILL_PADDING_LIMIT; each row's first token comes from
+its own last prompt position), copies each row into its
 slot's cache rows, then runs one compiled decode step over all slots; finished requests leave
 their slot at once. `stream()` yields (request, token) as tokens appear; `run()` returns every
 request when all are done. Idle slots compute on a dummy token and are ignored.
@@ -54,10 +55,9 @@ def _insert_for(config_json: str):
   return insert
 
 
-def prefill_batch_size(count: int, max_prefill_batch: int) -> int:
-  """Rows of the prefill call for `count` requests: the next power of two, at most the maximum
-  (so at most log2(max) + 1 batch shapes compile)."""
-  return min(1 << (count - 1).bit_length(), max_prefill_batch)
+# A batched prefill computes at most this times the tokens of prefilling each request alone (each
+# padded to its own bucket): prefill is compute-bound, so more padding costs more than it saves.
+PREFILL_PADDING_LIMIT = 1.25
 
 
 class Engine:
@@ -126,30 +126,39 @@ class Engine:
       self.slots[slot] = None
 
   def _take_batch(self, free: int) -> list[Request]:
-    """The next queued requests to prefill together, in arrival order: at most `free` and
-    `max_prefill_batch`, and (Mamba layers) no more padding than their rings can rewind."""
-    batch = [self.queue.popleft()]
+    """The requests to prefill together: the oldest waiting one, then later ones in arrival order
+    that keep rows x the longest bucket within PREFILL_PADDING_LIMIT x the tokens of prefilling
+    each alone (and, with Mamba layers, the padding within what their rings rewind); at most
+    `free` and `max_prefill_batch`, cut to a power of two so few batch shapes compile."""
+    batch, skipped = [self.queue.popleft()], []
     while self.queue and len(batch) < min(free, self.max_prefill_batch):
-      lengths = [len(r.prompt) for r in batch] + [len(self.queue[0].prompt)]
-      if not cache_lib.can_rewind(self.config, self._padded_length(max(lengths)) - min(lengths)):
-        break
-      batch.append(self.queue.popleft())
-    return batch
+      request = self.queue.popleft()
+      lengths = [len(r.prompt) for r in batch] + [len(request.prompt)]
+      padded = self._padded_length(max(lengths))
+      alone = sum(self._padded_length(n) for n in lengths)
+      if (len(lengths) * padded <= PREFILL_PADDING_LIMIT * alone
+          and cache_lib.can_rewind(self.config, padded - min(lengths))):
+        batch.append(request)
+      else:
+        skipped.append(request)
+    keep = 1 << (len(batch).bit_length() - 1)
+    self.queue.extendleft(sorted(skipped + batch[keep:], key=lambda r: r.id, reverse=True))
+    return batch[:keep]
 
   def _padded_length(self, t: int) -> int:
     return min(round_up(t, PROMPT_BUCKET), self.max_len)
 
   def _admit(self, slots: list[int], requests: list[Request], events: list) -> None:
     """Prefills `requests` in one call, right-padded to a common bucket, and moves row i's cache
-    rows into `slots[i]`; rows past the requests (batch padding) are dummies, never inserted."""
-    b = prefill_batch_size(len(requests), self.max_prefill_batch)
+    rows into `slots[i]`."""
+    b = len(requests)
     padded_t = self._padded_length(max(len(r.prompt) for r in requests))
     prompt_BxT = np.full((b, padded_t), self.pad_id, np.int32)
-    lengths_B = np.ones((b,), np.int32)
+    lengths_B = np.zeros((b,), np.int32)
     for i, request in enumerate(requests):
       prompt_BxT[i, :len(request.prompt)] = request.prompt
       lengths_B[i] = len(request.prompt)
-    s = [r.sampling for r in requests] + [SamplingParams()] * (b - len(requests))
+    s = [r.sampling for r in requests]
     rows = row_sampling(b, [x.temperature for x in s], [x.top_k for x in s],
                         [x.top_p for x in s], [x.seed for x in s])
     rows_cache = cache_lib.init_cache(self.config, b, self.max_len)
@@ -161,7 +170,7 @@ class Engine:
       self.cache = self.insert(self.cache, rows_cache, i, slot)
       self.slots[slot], self._sampling[slot] = request, request.sampling
     self._rows = self._row_sampling()
-    for i, slot in enumerate(slots[:len(requests)]):
+    for i, slot in enumerate(slots):
       self._emit(slot, int(token_B[i]), events)
 
   def step(self) -> list[tuple[Request, int]]:
