@@ -43,7 +43,8 @@ class Request:
 
 @functools.lru_cache(maxsize=8)
 def _insert_for(config_json: str):
-  """`insert(cache, rows_cache, row, slot)`: row `row` of `rows_cache` copied into slot `slot`."""
+  """`insert(cache, rows_cache, row, slot)`: row `row` of `rows_cache` copied into slot `slot`
+  (its first slots when `rows_cache` is shorter)."""
   axes = cache_lib.batch_axes(ml_collections.ConfigDict(json.loads(config_json)))
 
   @functools.partial(jax.jit, donate_argnums=(0,))
@@ -161,7 +162,9 @@ class Engine:
     s = [r.sampling for r in requests]
     rows = row_sampling(b, [x.temperature for x in s], [x.top_k for x in s],
                         [x.top_p for x in s], [x.seed for x in s])
-    rows_cache = cache_lib.init_cache(self.config, b, self.max_len)
+    # Only the padded prompt's slots: attention over them costs T x T, not T x max_len; the slots
+    # past them keep a previous request's keys, masked until this row's steps overwrite them.
+    rows_cache = cache_lib.init_cache(self.config, b, padded_t)
     token_B, rows_cache = self.decoder.prefill(self.params, rows_cache, jnp.asarray(prompt_BxT),
                                                jnp.asarray(lengths_B), rows)
     token_B = np.asarray(token_B)
