@@ -4,6 +4,7 @@ request gets exactly what decoding it alone gives; slots are reused as requests 
 import numpy as np
 import pytest
 
+from research.inference import cache as cache_lib
 from research.inference import generate
 from research.inference.engine import Engine
 from research.inference.sampling import SamplingParams
@@ -48,6 +49,8 @@ def test_each_request_gets_what_decoding_it_alone_gives(overrides):
     streamed.setdefault(request.id, []).append(token)
   requests = engine.run()
   assert len(requests) == 12 and all(r.done for r in requests) and engine.idle
+  window = overrides.get('sliding_window', 0)  # a window keeps rings of W slots, not max_len
+  assert cache_lib.cache_length(engine.cache) == (window or 48)
   assert {r.finish_reason for r in requests} <= {'stop', 'length'}
   for request in requests:
     assert streamed[request.id] == request.tokens

@@ -62,10 +62,12 @@ PREFILL_PADDING_LIMIT = 1.25
 
 
 class Engine:
-  """Serves requests on `num_slots` cache rows of `max_len` slots (default model.max_seq_len)."""
+  """Serves requests on `num_slots` cache rows of `max_len` slots (default model.max_seq_len);
+  a sliding-window model with W < max_len keeps rings of W slots instead (`ring_cache`)."""
 
   def __init__(self, model_config: ml_collections.ConfigDict, params, num_slots: int = 8,
-               max_len: int | None = None, pad_id: int = 0, max_prefill_batch: int = 8):
+               max_len: int | None = None, pad_id: int = 0, max_prefill_batch: int = 8,
+               ring_cache: bool = True):
     if not isinstance(num_slots, int) or num_slots <= 0:
       raise ValueError(f'num_slots={num_slots!r} must be a positive integer')
     if not isinstance(max_prefill_batch, int) or max_prefill_batch <= 0:
@@ -79,9 +81,12 @@ class Engine:
     self.max_prefill_batch = max_prefill_batch
     self.prefill_sizes: list[int] = []  # requests per prefill call, in order (for tests, benches)
     self.params = prepare_params(model_config, params)
-    self.decoder = decoder_for(model_config)
+    window = model_config.sliding_window
+    self.ring = bool(ring_cache and window and window < max_len)
+    self.decoder = decoder_for(model_config)  # prefill, into the prompt's own slots
+    self.stepper = decoder_for(model_config, ring=True) if self.ring else self.decoder
     self.insert = _insert_for(model_config.to_json())
-    self.cache = cache_lib.init_cache(model_config, num_slots, max_len)
+    self.cache = cache_lib.init_cache(model_config, num_slots, window if self.ring else max_len)
     self.slots: list[Request | None] = [None] * num_slots
     self.queue: collections.deque[Request] = collections.deque()
     self.requests: list[Request] = []
@@ -167,6 +172,8 @@ class Engine:
     rows_cache = cache_lib.init_cache(self.config, b, padded_t)
     token_B, rows_cache = self.decoder.prefill(self.params, rows_cache, jnp.asarray(prompt_BxT),
                                                jnp.asarray(lengths_B), rows)
+    if self.ring:
+      rows_cache = cache_lib.ring_from_prefill(self.config, rows_cache, self.config.sliding_window)
     token_B = np.asarray(token_B)
     self.prefill_sizes.append(len(requests))
     for i, (slot, request) in enumerate(zip(slots, requests)):
@@ -189,7 +196,7 @@ class Engine:
     if not busy:
       return events
     counts = np.array([len(r.tokens) if r else 0 for r in self.slots], np.int32)
-    tokens_B, _, self.cache = self.decoder.step(
+    tokens_B, _, self.cache = self.stepper.step(
         self.params, self.cache, jnp.asarray(self._last), jnp.asarray(counts), self._rows,
         self._not_done, self._no_stop, self.pad_id)
     tokens_B = np.asarray(tokens_B)
