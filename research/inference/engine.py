@@ -6,8 +6,9 @@ queued requests into free slots, up to `max_prefill_batch` of them in one batche
 only requests whose padding stays within PREFILL_PADDING_LIMIT; each row's first token comes from
 its own last prompt position), copies each row into its slot's cache rows (a ring of W slots
 for a sliding-window model, research/inference/cache.py), then runs one compiled decode step over
-all slots; finished requests leave their slot at once. `stream()` yields (request, token) as tokens appear; `run()` returns every
-request when all are done. Idle slots compute on a dummy token and are ignored.
+all slots; finished requests leave their slot at once. `stream()` yields (request, token) as
+tokens appear; `run()` returns every request when all are done. Idle slots compute on a dummy
+token and are ignored.
 """
 
 from __future__ import annotations
