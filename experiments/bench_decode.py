@@ -5,7 +5,7 @@ decoding and continuous batching; perplexity change of quantised weights on vali
 `python -m experiments.bench_decode --sections=peer`: GPT-2 small against transformers' `generate`
 in the same process (experiments/decode_peer.py; needs the `test` extra).
 `python -m experiments.bench_decode --sections=prefill`: the engine prefilling one waiting request
-per call against `--prefill_batch` per call (32 requests of mixed prompt lengths, timed interleaved).
+per call against `--prefill_batch` per call (32 requests of mixed prompt lengths, interleaved).
 `python -m experiments.bench_decode --sections=ring`: a sliding-window model decoding into a ring
 of W slots against a cache of every position: cache bytes and tokens/s.
 
