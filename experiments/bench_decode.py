@@ -5,7 +5,8 @@ decoding and continuous batching; perplexity change of quantised weights on vali
 `python -m experiments.bench_decode --sections=peer`: GPT-2 small against transformers' `generate`
 in the same process (experiments/decode_peer.py; needs the `test` extra).
 `python -m experiments.bench_decode --sections=prefill`: the engine prefilling one waiting request
-per call against `--prefill_batch` per call (32 requests of mixed prompt lengths, interleaved).
+per call against `--prefill_batch` per call (32 requests of mixed prompt lengths, interleaved),
+and the prefill call alone: 8 prompts of 256 tokens in one call against 8 calls.
 `python -m experiments.bench_decode --sections=ring`: a sliding-window model decoding into a ring
 of W slots against a cache of every position: cache bytes and tokens/s.
 
@@ -318,12 +319,51 @@ def engine_rows(result: dict, model) -> list[tuple]:
            f'one at a time {r["one_at_a_time_tok_s"]:,.0f} tok/s', f'x{r["speedup"]:.1f}')]
 
 
+def prefill_alone(config, params, batch: int = 8, length: int = 256) -> dict:
+  """Milliseconds of the prefill call alone: `batch` prompts of `length` tokens in one call
+  against one call each, into a cache of the prompt's slots and into one of 512 (interleaved)."""
+  from research.inference import cache as cache_lib
+  from research.inference.decoder import decoder_for, row_sampling
+  from research.inference.params import prepare_params
+  params, decoder = prepare_params(config, params), decoder_for(config)
+
+  def prefill(rows: int, slots: int):
+    cache = cache_lib.init_cache(config, rows, slots)
+    token_B, _ = decoder.prefill(params, cache, jnp.ones((rows, length), jnp.int32),
+                                 jnp.full((rows,), length, jnp.int32), row_sampling(rows))
+    jax.block_until_ready(token_B)
+
+  ways = {(f'{slots}_slots', name): fn for slots in (length, 512) for name, fn in (
+      ('batched_ms', lambda s=slots: prefill(batch, s)),
+      ('one_at_a_time_ms', lambda s=slots: [prefill(1, s) for _ in range(batch)]))}
+  times = {key: [] for key in ways}
+  for repeat in range(_REPEATS.value + 1):
+    for key, fn in ways.items():
+      start = time.perf_counter()
+      fn()
+      if repeat:
+        times[key].append(1e3 * (time.perf_counter() - start))
+  out = {'batch': batch, 'length': length}
+  for (slots, name), values in times.items():
+    out.setdefault(slots, {})[name] = statistics.median(values)
+  return out
+
+
 def prefill_rows(result: dict) -> list[tuple]:
   config = speed_model()
-  r = result['batched_prefill'] = batched_prefill(config, random_params(config))
-  return [(f'engine prefill, {r["requests"]} requests', f'batched {r["batched_s"]:.2f} s '
+  params = random_params(config)
+  r = result['batched_prefill'] = batched_prefill(config, params)
+  rows = [(f'engine prefill, {r["requests"]} requests', f'batched {r["batched_s"]:.2f} s '
            f'({r["batched_req_s"]:.1f} req/s)', f'one at a time {r["one_at_a_time_s"]:.2f} s',
            f'x{r["speedup"]:.2f}')]
+  alone = result['prefill_alone'] = prefill_alone(config, params)
+  for slots in (f'{alone["length"]}_slots', '512_slots'):
+    a = alone[slots]
+    rows.append((f'prefill {alone["batch"]}x{alone["length"]}, cache of {slots[:-6]}',
+                 f'one call {a["batched_ms"]:.1f} ms',
+                 f'{alone["batch"]} calls {a["one_at_a_time_ms"]:.1f} ms',
+                 f'x{a["one_at_a_time_ms"] / a["batched_ms"]:.2f}'))
+  return rows
 
 
 def ring_rows(result: dict) -> list[tuple]:
