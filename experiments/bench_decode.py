@@ -4,6 +4,11 @@ decoding and continuous batching; perplexity change of quantised weights on vali
 `python -m experiments.bench_decode [--workdir=TARGET_RUN [--draft_workdir=DRAFT_RUN]]`
 `python -m experiments.bench_decode --sections=peer`: GPT-2 small against transformers' `generate`
 in the same process (experiments/decode_peer.py; needs the `test` extra).
+`python -m experiments.bench_decode --sections=prefill`: the engine prefilling one waiting request
+per call against `--prefill_batch` per call (32 requests of mixed prompt lengths, interleaved),
+and the prefill call alone: 8 prompts of 256 tokens in one call against 8 calls.
+`python -m experiments.bench_decode --sections=ring`: a sliding-window model decoding into a ring
+of W slots against a cache of every position: cache bytes and tokens/s.
 
 Speed rows use a random-weight model (speed does not depend on the weights) of the tiny config's
 shape with `--context` positions. Quantisation perplexity, speculative acceptance and continuous
@@ -54,8 +59,15 @@ _BATCHES = flags.DEFINE_list('batches', ['1', '4', '16', '64'], 'Batch sizes at 
 _REPEATS = flags.DEFINE_integer('repeats', 3, 'Timed runs per row (median).')
 _RECOMPUTE_STEPS = flags.DEFINE_integer('recompute_steps', 32, 'Timed steps of the baseline.')
 _SECTIONS = flags.DEFINE_multi_enum('sections', ['speed', 'perplexity', 'speculative', 'engine'],
-                                    ['speed', 'perplexity', 'speculative', 'engine', 'peer'],
-                                    'What to measure (peer: only when asked).')
+                                    ['speed', 'perplexity', 'speculative', 'engine', 'peer',
+                                     'prefill', 'ring'],
+                                    'What to measure (peer, prefill, ring: only when asked).')
+_PREFILL_BATCH = flags.DEFINE_integer('prefill_batch', 8, 'max_prefill_batch of the batched '
+                                      'engine in the prefill section.')
+_RING_WINDOW = flags.DEFINE_integer('ring_window', 64, 'sliding_window of the ring section.')
+_RING_NEW = flags.DEFINE_integer('ring_new', 960, 'New tokens after a 64-token prompt (ring).')
+_PREFILL_LENGTHS = flags.DEFINE_list('prefill_lengths', ['16', '256'], 'Shortest and longest '
+                                     'prompt of the prefill section.')
 _PEER_BATCHES = flags.DEFINE_list('peer_batches', ['1', '8'], 'Batch sizes of the peer rows.')
 _PROMPT = 16
 
@@ -190,6 +202,65 @@ def continuous_batching(config, params, num_requests: int = 32, slots: int = 8) 
           'speedup': alone_s / engine_s}
 
 
+def batched_prefill(config, params, num_requests: int = 32, slots: int = 8) -> dict:
+  """Wall time of the engine on requests of `--prefill_lengths` prompt lengths and 4-16 new
+  tokens, all waiting at the start: one prefill call per request against up to
+  `--prefill_batch` per call."""
+  rng = np.random.default_rng(2)
+  shortest, longest = map(int, _PREFILL_LENGTHS.value)
+  requests = [(prompts(config, 1, int(rng.integers(shortest, longest + 1)),
+                       int(rng.integers(1 << 30)))[0],
+               int(rng.integers(4, 17))) for _ in range(num_requests)]
+  sizes = {}
+
+  def engine_run(max_prefill_batch):
+    engine = Engine(config, params, num_slots=slots, max_len=512,
+                    max_prefill_batch=max_prefill_batch)
+    for prompt, new in requests:
+      engine.submit(prompt, SamplingParams(max_new_tokens=new))
+    engine.run()
+    sizes[max_prefill_batch] = engine.prefill_sizes
+
+  batch = _PREFILL_BATCH.value
+  times = {1: [], batch: []}
+  for repeat in range(_REPEATS.value + 1):  # interleaved, so load changes hit both; 0 warms up
+    for max_prefill_batch in times:
+      start = time.perf_counter()
+      engine_run(max_prefill_batch)
+      if repeat:
+        times[max_prefill_batch].append(time.perf_counter() - start)
+  one_s, batched_s = statistics.median(times[1]), statistics.median(times[batch])
+  return {'requests': num_requests, 'slots': slots, 'prefill_batch': batch,
+          'prompt_tokens': sum(len(p) for p, _ in requests),
+          'new_tokens': sum(n for _, n in requests), 'one_at_a_time_s': one_s,
+          'batched_s': batched_s, 'one_at_a_time_req_s': num_requests / one_s,
+          'batched_req_s': num_requests / batched_s, 'speedup': one_s / batched_s,
+          'batched_prefill_sizes': sizes[batch]}
+
+
+def ring_vs_full(batch: int) -> dict:
+  """Cache bytes and tokens/s of generating `--ring_new` tokens after a 64-token prompt with a
+  sliding window: a ring of W slots against a cache of every position."""
+  from research.inference import cache as cache_lib
+  from research.inference.generation import CACHE_BUCKET, round_up
+  config = speed_model()
+  config.sliding_window = _RING_WINDOW.value
+  params = random_params(config)
+  prompt, new = prompts(config, batch, 64), _RING_NEW.value
+  full_slots = min(round_up(64 + new, CACHE_BUCKET), config.max_seq_len)
+  nbytes = lambda slots: cache_lib.cache_nbytes(cache_lib.init_cache(config, batch, slots))
+  ring_s = median_time(lambda: generate(config, params, prompt, new), _REPEATS.value)
+  full_s = median_time(lambda: generate(config, params, prompt, new, ring_cache=False),
+                       _REPEATS.value)
+  same = bool(np.array_equal(generate(config, params, prompt, new),
+                             generate(config, params, prompt, new, ring_cache=False)))
+  return {'batch': batch, 'window': config.sliding_window, 'new_tokens': new,
+          'full_slots': full_slots, 'full_cache_bytes': nbytes(full_slots),
+          'ring_cache_bytes': nbytes(config.sliding_window), 'prefill_cache_bytes': nbytes(64),
+          'ring_tok_s': batch * new / ring_s, 'full_tok_s': batch * new / full_s,
+          'speedup': full_s / ring_s, 'same_tokens': same}
+
+
 def main(argv):
   del argv
   logging.set_verbosity(logging.WARNING)
@@ -248,6 +319,61 @@ def engine_rows(result: dict, model) -> list[tuple]:
            f'one at a time {r["one_at_a_time_tok_s"]:,.0f} tok/s', f'x{r["speedup"]:.1f}')]
 
 
+def prefill_alone(config, params, batch: int = 8, length: int = 256) -> dict:
+  """Milliseconds of the prefill call alone: `batch` prompts of `length` tokens in one call
+  against one call each, into a cache of the prompt's slots and into one of 512 (interleaved)."""
+  from research.inference import cache as cache_lib
+  from research.inference.decoder import decoder_for, row_sampling
+  from research.inference.params import prepare_params
+  params, decoder = prepare_params(config, params), decoder_for(config)
+
+  def prefill(rows: int, slots: int):
+    cache = cache_lib.init_cache(config, rows, slots)
+    token_B, _ = decoder.prefill(params, cache, jnp.ones((rows, length), jnp.int32),
+                                 jnp.full((rows,), length, jnp.int32), row_sampling(rows))
+    jax.block_until_ready(token_B)
+
+  ways = {(f'{slots}_slots', name): fn for slots in (length, 512) for name, fn in (
+      ('batched_ms', lambda s=slots: prefill(batch, s)),
+      ('one_at_a_time_ms', lambda s=slots: [prefill(1, s) for _ in range(batch)]))}
+  times = {key: [] for key in ways}
+  for repeat in range(_REPEATS.value + 1):
+    for key, fn in ways.items():
+      start = time.perf_counter()
+      fn()
+      if repeat:
+        times[key].append(1e3 * (time.perf_counter() - start))
+  out = {'batch': batch, 'length': length}
+  for (slots, name), values in times.items():
+    out.setdefault(slots, {})[name] = statistics.median(values)
+  return out
+
+
+def prefill_rows(result: dict) -> list[tuple]:
+  config = speed_model()
+  params = random_params(config)
+  r = result['batched_prefill'] = batched_prefill(config, params)
+  rows = [(f'engine prefill, {r["requests"]} requests', f'batched {r["batched_s"]:.2f} s '
+           f'({r["batched_req_s"]:.1f} req/s)', f'one at a time {r["one_at_a_time_s"]:.2f} s',
+           f'x{r["speedup"]:.2f}')]
+  alone = result['prefill_alone'] = prefill_alone(config, params)
+  for slots in (f'{alone["length"]}_slots', '512_slots'):
+    a = alone[slots]
+    rows.append((f'prefill {alone["batch"]}x{alone["length"]}, cache of {slots[:-6]}',
+                 f'one call {a["batched_ms"]:.1f} ms',
+                 f'{alone["batch"]} calls {a["one_at_a_time_ms"]:.1f} ms',
+                 f'x{a["one_at_a_time_ms"] / a["batched_ms"]:.2f}'))
+  return rows
+
+
+def ring_rows(result: dict) -> list[tuple]:
+  rows = result['ring'] = [ring_vs_full(batch) for batch in (1, 8)]
+  return [(f'ring W={r["window"]} batch {r["batch"]}, {r["new_tokens"]} new',
+           f'{r["ring_tok_s"]:,.0f} vs {r["full_tok_s"]:,.0f} tok/s',
+           f'{r["ring_cache_bytes"] / 2**20:.2f} vs {r["full_cache_bytes"] / 2**20:.2f} MiB',
+           f'x{r["speedup"]:.2f}, same tokens {r["same_tokens"]}') for r in rows]
+
+
 def peer_rows(result: dict) -> list[tuple]:
   """GPT-2 small, prompt 64 + 128 new tokens, greedy: transformers vs ours (float32, int8, int4)."""
   from experiments import decode_peer
@@ -275,6 +401,10 @@ def run(workdir: str, draft_workdir: str) -> None:
     table += engine_rows(result, target or (speed_model(), random_params(speed_model())))
   if 'peer' in sections:
     table += peer_rows(result)
+  if 'prefill' in sections:
+    table += prefill_rows(result)
+  if 'ring' in sections:
+    table += ring_rows(result)
   print(f'device: {result["device"]}')
   for row in table:
     print(f'{row[0]:<34} {row[1]:<34} {row[2]:<30} {row[3]}')

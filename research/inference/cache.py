@@ -5,6 +5,8 @@ next free slot), every attention layer's `key`/`value` [B, S, K, H] and every Ma
 `conv_input` [B, W, F] / `ssm_state` [B, W, F, X] of fixed size W (a leading layer axis when
 scanned; research/model/mamba.py).
 Each leaf's 'batch' axis is read from its logical names, so row edits work scanned or not.
+A sliding-window model decodes into a ring of W attention slots (`ring_from_prefill`; position p at
+slot p mod W, research/model/attention.py), so its memory does not grow with the length.
 """
 
 from __future__ import annotations
@@ -115,3 +117,47 @@ def put_rows(cache, rows_cache, start, axes):
   return jax.tree.map(
       lambda x, r, a: jax.lax.dynamic_update_slice_in_dim(x, r.astype(x.dtype), start, axis=a),
       cache, rows_cache, axes)
+
+
+def _is_attention_leaf(path) -> bool:
+  return getattr(path[-1], 'key', None) in ('key', 'value')
+
+
+@functools.lru_cache(maxsize=16)
+def _ring_for(config_json: str, slots: int):
+  axes = batch_axes(ml_collections.ConfigDict(json.loads(config_json)))
+
+  @jax.jit
+  def ring(cache):
+    last_Bx1 = cache['index'][:, None] - 1
+    held_BxS = last_Bx1 - (last_Bx1 - jnp.arange(slots)[None, :]) % slots  # as ring_positions
+    source_BxS = jnp.maximum(held_BxS, 0)
+
+    def gather(path, x, a):
+      if not _is_attention_leaf(path):
+        return x  # Mamba rings and the index are kept as they are
+      lead = (1,) * a  # the scanned layer axis, when there is one
+      trail = (1,) * (x.ndim - a - 2)
+      taken = jnp.take_along_axis(x, source_BxS.reshape(lead + source_BxS.shape + trail),
+                                  axis=a + 1)
+      return jnp.where((held_BxS >= 0).reshape(lead + held_BxS.shape + trail), taken, 0)
+
+    return jax.tree_util.tree_map_with_path(gather, cache, axes)
+
+  return ring
+
+
+def ring_from_prefill(model_config: ml_collections.ConfigDict, cache, slots: int):
+  """A prefilled cache (slot p holds position p, each row's `index` its length) -> a ring of
+  `slots` attention slots holding each row's last `slots` positions at slot p mod `slots`, for
+  `Decoder(config, ring=True)`. `slots` must cover the window: the mask needs the last W keys."""
+  window = model_config.sliding_window
+  if not window or slots < window:
+    raise ValueError(f'slots={slots}: a ring needs model.sliding_window > 0 and at least that many '
+                     f'slots (model.sliding_window={window})')
+  return _ring_for(model_config.to_json(), slots)(cache)
+
+
+def cache_nbytes(cache) -> int:
+  """Bytes of every array of a cache."""
+  return sum(x.nbytes for x in jax.tree.leaves(cache))

@@ -52,11 +52,15 @@ def row_sampling(batch: int, temperature=0.0, top_k=0, top_p=1.0, seed=0) -> Row
 
 
 class Decoder:
-  """`prefill`, `step` and `extend` for `Transformer(config, decode=True)`; caches are donated."""
+  """`prefill`, `step` and `extend` for `Transformer(config, decode=True)`; caches are donated.
 
-  def __init__(self, model_config: ml_collections.ConfigDict):
-    self.config = model_config
-    self.model = Transformer(model_config, decode=True)
+  `ring=True` (sliding-window models) reads and writes a ring cache of S >= W slots, position p at
+  slot p mod S (cache.ring_from_prefill makes one); `step` then runs past S, to model.max_seq_len.
+  """
+
+  def __init__(self, model_config: ml_collections.ConfigDict, ring: bool = False):
+    self.config, self.ring = model_config, ring
+    self.model = Transformer(model_config, decode=True, ring_cache=ring)
     self.prefill = jax.jit(self._prefill, donate_argnums=(1,))
     self.step = jax.jit(self._step, donate_argnums=(1,))
     self.extend = jax.jit(self._extend, donate_argnums=(1,))
@@ -96,7 +100,7 @@ class Decoder:
     Returns (tokens [B], done [B], cache). A row's index past the cache is clamped to its last slot
     (idle rows in a batch).
     """
-    slots = cache_lib.cache_length(cache)
+    slots = self.config.max_seq_len if self.ring else cache_lib.cache_length(cache)
     positions_Bx1 = cache['index'][:, None]
     if slots is not None:
       positions_Bx1 = jnp.minimum(positions_Bx1, slots - 1)
@@ -112,10 +116,10 @@ class Decoder:
 
 
 @functools.lru_cache(maxsize=16)
-def _decoder_for(config_json: str) -> Decoder:
-  return Decoder(ml_collections.ConfigDict(json.loads(config_json)))
+def _decoder_for(config_json: str, ring: bool) -> Decoder:
+  return Decoder(ml_collections.ConfigDict(json.loads(config_json)), ring)
 
 
-def decoder_for(model_config: ml_collections.ConfigDict) -> Decoder:
+def decoder_for(model_config: ml_collections.ConfigDict, ring: bool = False) -> Decoder:
   """The Decoder of a config, built once per distinct config so its compilations are reused."""
-  return _decoder_for(model_config.to_json())
+  return _decoder_for(model_config.to_json(), ring)

@@ -2,7 +2,8 @@
 
 The prompt is prefilled in one pass; then one compiled step per token. Shapes are bucketed (cache
 length to a multiple of CACHE_BUCKET, prompt to PROMPT_BUCKET), so other lengths in the same bucket
-reuse the compiled programs.
+reuse the compiled programs. A sliding-window model whose window W is shorter than the cache
+decodes into a ring of W attention slots (`ring_cache`), so its memory stops growing at W.
 """
 
 from __future__ import annotations
@@ -82,14 +83,18 @@ def _prefill_rows(decoder, params, cache, slots: int, padded_BxT, lengths_B, row
 
 def generate(model_config: ml_collections.ConfigDict, params, prompt_tokens_BxT,
              max_new_tokens: int, temperature=0.0, top_k=0, top_p=1.0, seed=0, *,
-             prompt_lengths=None, stop_tokens=(), pad_id: int = 0) -> np.ndarray:
+             prompt_lengths=None, stop_tokens=(), pad_id: int = 0,
+             ring_cache: bool = True) -> np.ndarray:
   """Samples `max_new_tokens` after each prompt -> int32 [B, T + max_new_tokens].
 
   temperature 0 is greedy; `top_k`/`top_p` filter as in Hugging Face. `temperature`, `top_k`,
   `top_p` and `seed` are scalars or one value per row (a scalar seed gives row b `seed + b`).
   Ragged prompts: right-pad them and pass `prompt_lengths`; row b's new tokens then start at
   `prompt_lengths[b]`. After a row emits one of `stop_tokens` it continues with `pad_id`. Params
-  may be float or quantised (`research.inference.quantize`).
+  may be float or quantised (`research.inference.quantize`). With `model.sliding_window` W
+  shorter than the cache, the prompt is prefilled into a cache of its own length and its last W
+  positions move into a ring of W slots for the steps (`ring_cache=False`: a cache of every
+  position, for comparison).
   """
   c = model_config
   params = prepare_params(c, params)
@@ -104,13 +109,18 @@ def generate(model_config: ml_collections.ConfigDict, params, prompt_tokens_BxT,
   decoder = decoder_for(c)
   slots = min(round_up(t + max_new_tokens, CACHE_BUCKET), c.max_seq_len)
   padded_t = min(round_up(t, PROMPT_BUCKET), slots)
+  ring = bool(ring_cache and c.sliding_window and c.sliding_window < slots)
+  prefill_slots = padded_t if ring else slots
   padded = np.pad(prompt, ((0, 0), (0, padded_t - t)), constant_values=pad_id)
-  cache = cache_lib.init_cache(c, b, slots)
+  cache = cache_lib.init_cache(c, b, prefill_slots)
   if cache_lib.can_rewind(c, padded_t - int(lengths.min())):
     token_B, cache = decoder.prefill(params, cache, jnp.asarray(padded), jnp.asarray(lengths),
                                      rows)
   else:
-    token_B, cache = _prefill_rows(decoder, params, cache, slots, padded, lengths, rows)
+    token_B, cache = _prefill_rows(decoder, params, cache, prefill_slots, padded, lengths, rows)
+  if ring:
+    cache = cache_lib.ring_from_prefill(c, cache, c.sliding_window)
+    decoder = decoder_for(c, ring=True)
   stop_Y = jnp.asarray(list(stop_tokens) or [-1], jnp.int32)
   done_B = jnp.isin(token_B, stop_Y)
   generated = [token_B]

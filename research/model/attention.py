@@ -8,6 +8,9 @@ With `decode=True` the layer keeps a key/value cache in the 'cache' collection, 
 (K = num_kv_heads, so GQA shrinks it): token t of row b is written at slot `positions[b, t]`, and
 queries attend over every cached slot at or before their own position (a masked einsum, whatever
 `impl` says: one query against the cache is a matrix-vector product, not a flash-attention job).
+With a sliding window W and `ring_cache=True` the cache is a ring of S >= W slots: position p is
+written at slot p mod S, so decoding memory is bounded by S whatever the length; rotary and the
+mask still use the absolute positions (`ring_positions`).
 """
 
 from __future__ import annotations
@@ -117,11 +120,13 @@ def dot_product_attention(q_BxTxNxH, k_BxSxKxH, v_BxSxKxH, impl: str, sliding_wi
       implementation=None if impl == 'xla' else impl)
 
 
-def cached_attention(q_BxTxNxH, k_BxSxKxH, v_BxSxKxH, positions_BxT, sliding_window: int = 0):
-  """Attention of T new queries over a cache of S slots; slot j holds position j of each row.
+def cached_attention(q_BxTxNxH, k_BxSxKxH, v_BxSxKxH, positions_BxT, sliding_window: int = 0,
+                     slot_positions_BxS=None):
+  """Attention of T new queries over a cache of S slots; slot j holds position j of each row, or
+  `slot_positions_BxS[b, j]` when given (a ring; negative: empty).
 
-  Query (b, t) sees slot j iff j <= positions[b, t] (and within the window), so slots not yet
-  written, or left over from a longer earlier sequence, are masked per row.
+  Query (b, t) sees slot j iff its position is in [0, positions[b, t]] (and within the window), so
+  slots not yet written, or left over from a longer earlier sequence, are masked per row.
   """
   b, t, n, h = q_BxTxNxH.shape
   s, k = k_BxSxKxH.shape[1], k_BxSxKxH.shape[2]
@@ -129,10 +134,14 @@ def cached_attention(q_BxTxNxH, k_BxSxKxH, v_BxSxKxH, positions_BxT, sliding_win
   scores_BxKxGxTxS = jnp.einsum('btkgh,bskh->bkgts', q_BxTxKxGxH, k_BxSxKxH,
                                 preferred_element_type=jnp.float32) / jnp.sqrt(jnp.float32(h))
   q_BxTx1 = positions_BxT[:, :, None]
-  k_1x1xS = jnp.arange(s)[None, None, :]
-  mask_BxTxS = k_1x1xS <= q_BxTx1
+  if slot_positions_BxS is None:
+    k_Bx1xS = jnp.arange(s)[None, None, :]
+    mask_BxTxS = k_Bx1xS <= q_BxTx1
+  else:
+    k_Bx1xS = slot_positions_BxS[:, None, :]
+    mask_BxTxS = (k_Bx1xS >= 0) & (k_Bx1xS <= q_BxTx1)
   if sliding_window:
-    mask_BxTxS &= q_BxTx1 - k_1x1xS < sliding_window
+    mask_BxTxS &= q_BxTx1 - k_Bx1xS < sliding_window
   scores_BxKxGxTxS = jnp.where(mask_BxTxS[:, None, None], scores_BxKxGxTxS,
                                jnp.finfo(jnp.float32).min)
   probs_BxKxGxTxS = jax.nn.softmax(scores_BxKxGxTxS, axis=-1).astype(v_BxSxKxH.dtype)
@@ -150,17 +159,39 @@ def _cache_variable(module, name, like_BxTxKxH):
                          like_BxTxKxH.shape, like_BxTxKxH.dtype)
 
 
-def update_cache(module, k_BxTxKxH, v_BxTxKxH, positions_BxT):
-  """Writes the new keys/values at their positions' slots; returns the whole [B, S, K, H] cache."""
+def ring_positions(positions_BxT, slots: int):
+  """[B, S]: the position each slot of a ring holds once a call's positions are written, for
+  consecutive positions written in order: slot j holds the latest p <= max(positions) with
+  p = j (mod S); negative for a slot never written."""
+  last_Bx1 = jnp.max(positions_BxT, axis=1, keepdims=True)
+  return last_Bx1 - (last_Bx1 - jnp.arange(slots)[None, :]) % slots
+
+
+def check_ring(slots: int, tokens: int, sliding_window: int) -> None:
+  """ValueError unless a ring of `slots` slots can take `tokens` new ones per call: each query
+  must still find its last W positions after the call's writes, so T <= S - W + 1."""
+  if not sliding_window:
+    raise ValueError('ring_cache: the model has no sliding window (model.sliding_window=0)')
+  if tokens > slots - sliding_window + 1:
+    raise ValueError(f'ring_cache: a ring of {slots} slots under model.sliding_window='
+                     f'{sliding_window} takes at most {slots - sliding_window + 1} tokens per '
+                     f'call, got {tokens} (prefill into a full cache, then '
+                     'cache.ring_from_prefill)')
+
+
+def update_cache(module, k_BxTxKxH, v_BxTxKxH, positions_BxT, ring: bool = False):
+  """Writes the new keys/values at their positions' slots (mod S for a ring); returns the whole
+  [B, S, K, H] cache."""
   initialised = module.has_variable('cache', 'key')
   key = _cache_variable(module, 'key', k_BxTxKxH)
   value = _cache_variable(module, 'value', v_BxTxKxH)
   if not initialised:  # `init` only shapes the cache: nothing is written
     return k_BxTxKxH, v_BxTxKxH
   rows_Bx1 = jnp.arange(k_BxTxKxH.shape[0])[:, None]
+  slots_BxT = positions_BxT % key.value.shape[1] if ring else positions_BxT
   for var, new_BxTxKxH in ((key, k_BxTxKxH), (value, v_BxTxKxH)):
-    updated = var.value.at[rows_Bx1, positions_BxT].set(new_BxTxKxH.astype(var.value.dtype),
-                                                        mode='drop')
+    updated = var.value.at[rows_Bx1, slots_BxT].set(new_BxTxKxH.astype(var.value.dtype),
+                                                    mode='drop')
     var.value = nn.with_logical_constraint(updated, CACHE_AXES)
   return key.value, value.value
 
@@ -190,6 +221,7 @@ class Attention(nn.Module):
   dtype: jnp.dtype
   param_dtype: jnp.dtype
   decode: bool = False  # read and extend the key/value cache (see the module docstring)
+  ring_cache: bool = False  # decode: the cache is a ring of S >= sliding_window slots
   query_multiplier: float = 1.0  # muP: 1/sqrt(head_dim), so the scores are q.k / head_dim
 
   @nn.compact
@@ -223,9 +255,14 @@ class Attention(nn.Module):
     if self.decode:
       if in_prefix_BxT is not None:
         raise ValueError('a prefix mask is for training; decoding attends causally')
-      k_BxSxKxH, v_BxSxKxH = update_cache(self, k_BxTxKxH, v_BxTxKxH, positions_BxT)
+      k_BxSxKxH, v_BxSxKxH = update_cache(self, k_BxTxKxH, v_BxTxKxH, positions_BxT,
+                                          self.ring_cache)
+      slot_positions_BxS = None
+      if self.ring_cache and not self.is_initializing():
+        check_ring(k_BxSxKxH.shape[1], k_BxTxKxH.shape[1], self.sliding_window)
+        slot_positions_BxS = ring_positions(positions_BxT, k_BxSxKxH.shape[1])
       out_BxTxNxH = cached_attention(q_BxTxNxH, k_BxSxKxH, v_BxSxKxH, positions_BxT,
-                                     self.sliding_window)
+                                     self.sliding_window, slot_positions_BxS)
     else:
       out_BxTxNxH = dot_product_attention(q_BxTxNxH, k_BxTxKxH, v_BxTxKxH, self.impl,
                                           self.sliding_window, in_prefix_BxT)

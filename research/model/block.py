@@ -31,6 +31,7 @@ class Block(nn.Module):
   decode: bool = False
   moe: bool = False
   mixer: str = 'attention'  # attention | mamba
+  ring_cache: bool = False  # decode: a sliding window's cache is a ring (attention.py)
 
   @nn.compact
   def __call__(self, x_BxTxD, positions_BxT, in_prefix_BxT=None):
@@ -58,6 +59,7 @@ class Block(nn.Module):
         use_bias=c.use_bias, position=c.position, rope_base=c.rope_base,
         sliding_window=c.sliding_window, impl=c.attention_impl, init_std=std,
         out_init_std=out_std, dtype=dtype, param_dtype=param_dtype, decode=self.decode,
+        ring_cache=self.ring_cache,
         query_multiplier=mup.attention_query_multiplier(c, head_dim(c)), name='attn')
     if self.moe:
       mlp = MoE(c, init_std=std, out_init_std=out_std, dtype=dtype, param_dtype=param_dtype,
@@ -83,11 +85,13 @@ class BlockGroup(nn.Module):
   config: ml_collections.ConfigDict
   deterministic: bool = True
   decode: bool = False
+  ring_cache: bool = False
 
   @nn.compact
   def __call__(self, x_BxTxD, positions_BxT, in_prefix_BxT=None):
     c = self.config
     for j in range(c.moe_every):
       x_BxTxD, _ = Block(c, self.deterministic, self.decode, is_moe_layer(c, j),
-                         name=f'block_{j}')(x_BxTxD, positions_BxT, in_prefix_BxT)
+                         ring_cache=self.ring_cache, name=f'block_{j}')(x_BxTxD, positions_BxT,
+                                                                        in_prefix_BxT)
     return x_BxTxD, None

@@ -83,9 +83,10 @@ class Transformer(nn.Module):
   call also reads and updates a 'cache' collection: per-layer keys/values, [B, S, K, H] (Mamba
   layers: convolution inputs and states per slot, see research/model/mamba.py), and per-row
   `index`, the next free slot; positions then default to index..index+T-1, and token t of
-  row b is cached at slot `positions[b, t]`. With `model.mtp_heads` > 0, `return_mtp=True`
-  returns `(output, heads)`: `heads` holds head k's logits [B, T, V] (hidden [B, T, D] with
-  `return_hidden`) for the token k + 2 positions ahead (research/model/mtp.py).
+  row b is cached at slot `positions[b, t]` (`ring_cache=True`: slot positions mod S). With
+  `model.mtp_heads` > 0, `return_mtp=True` returns `(output, heads)`: `heads` holds head k's
+  logits [B, T, V] (hidden [B, T, D] with `return_hidden`) for the token k + 2 positions ahead
+  (research/model/mtp.py).
   `in_prefix_BxT` (bool, training only) makes attention bidirectional over each row's prefix
   positions (prefix LM; all True for MLM). A `pipeline` schedule of more than one stage runs the
   scanned layers as pipeline stages over microbatches (research/model/pipeline.py; training and
@@ -95,6 +96,8 @@ class Transformer(nn.Module):
   config: ml_collections.ConfigDict
   decode: bool = False
   pipeline: pipeline_lib.Schedule | None = None
+  # decode with a sliding window: the cache is a ring, position p at slot p mod S (attention.py)
+  ring_cache: bool = False
 
   def setup(self):
     validate_model_config(self.config)
@@ -128,15 +131,17 @@ class Transformer(nn.Module):
         if self.is_mutable_collection(MOE_COLLECTION):
           self.put_variable(MOE_COLLECTION, 'layers', from_microbatch_means(sown_L))
     elif scan_groups(c):
-      x_BxTxD, _ = block(c, deterministic, self.decode, name='layers')(x_BxTxD, positions_BxT,
-                                                                      in_prefix_BxT)
+      x_BxTxD, _ = block(c, deterministic, self.decode, ring_cache=self.ring_cache,
+                         name='layers')(x_BxTxD, positions_BxT, in_prefix_BxT)
     elif c.scan_layers:  # one kind of mixer (validation refuses scanning a mixed pattern)
       x_BxTxD, _ = block(c, deterministic, self.decode, c.num_experts > 0, layer_mixer(c, 0),
-                         name='layers')(x_BxTxD, positions_BxT, in_prefix_BxT)
+                         ring_cache=self.ring_cache, name='layers')(x_BxTxD, positions_BxT,
+                                                                    in_prefix_BxT)
     else:
       for i in range(c.num_layers):
         x_BxTxD, _ = block(c, deterministic, self.decode, is_moe_layer(c, i), layer_mixer(c, i),
-                           name=f'layers_{i}')(x_BxTxD, positions_BxT, in_prefix_BxT)
+                           ring_cache=self.ring_cache, name=f'layers_{i}')(
+                               x_BxTxD, positions_BxT, in_prefix_BxT)
 
     heads = ()
     if mtp_field(c, 'mtp_heads') and (return_mtp or self.is_initializing()):
