@@ -95,12 +95,13 @@ def test_blocked_gradients_equal_ragged_dot(name):
 def test_each_block_holds_one_experts_rows_and_padding_is_bounded():
   ids = jnp.asarray(np.random.default_rng(3).integers(0, 5, 77), jnp.int32)
   b = moe_blocks.block_rows(77, 5)
-  order, slot, group_of_block = moe_blocks.block_layout(ids, 5, b)
+  source, valid, slot, group_of_block = map(np.asarray, moe_blocks.block_layout(ids, 5, b))
   n = moe_blocks.num_blocks(77, 5, b)
   assert b == 16 and n == group_of_block.shape[0] == -(-(77 + 5 * 15) // 16)
-  slot, sorted_ids = np.asarray(slot), np.asarray(ids)[np.asarray(order)]
   assert len(set(slot.tolist())) == 77 and slot.max() < n * b  # no two rows share a slot
-  np.testing.assert_array_equal(np.asarray(group_of_block)[slot // b], sorted_ids)
+  np.testing.assert_array_equal(group_of_block[slot // b], np.asarray(ids))  # its expert's block
+  np.testing.assert_array_equal(source[slot], np.arange(77))  # and the slot reads that row
+  assert valid.sum() == 77 and valid[slot].all()
   assert moe_blocks.block_rows(3, 8) == 1 and moe_blocks.block_rows(10**6, 8) == 128
 
 
