@@ -11,31 +11,18 @@ z 0.001). results.csv reports N = active parameters, N_total and num_experts for
   python -m experiments.sweep --sweep=configs/sweeps/moe.py --workdir=runs/moe
 """
 
-from research.config import base_config
+import pathlib
+
+from research.config import load_python_file
 from research.sweeps import moe
 from research.sweeps import sizing
 
 BUDGETS = (3.5e11, 1.2e12, 4e12)  # training FLOPs, C = 6 N_active D
 EXPERTS = ((8, 2), (4, 1))  # (routed experts, experts per token): Mixtral-like, Switch-like
-PILOT_C, PILOT_N, PILOT_A = 1e11, 12.6e3, 0.86  # configs/sweeps/quickstart.py's pilot law
-
-
-def pilot_law(budget: float) -> float:
-  """The dense model size of each budget."""
-  return PILOT_N * (budget / PILOT_C) ** PILOT_A
-
-
-def base():
-  c = base_config()
-  c.data.corpus = 'default'
-  c.data.seq_len = 128
-  c.data.eval_batches = 32
-  c.model.update(vocab_size=512, max_seq_len=128)
-  c.train.update(batch_size=16, learning_rate=3e-3, warmup_steps=50, log_every=25,
-                 eval_every=100_000, checkpoint_every=250)  # evaluate once, at the end
-  return c
+# The quickstart sweep's base config (corpus, row length, batch, schedule) and pilot law.
+QUICKSTART = load_python_file(pathlib.Path(__file__).with_name('quickstart.py'))
 
 
 def get_sweep():
-  return moe.moe_sweep(base(), BUDGETS, EXPERTS, guess=pilot_law,
+  return moe.moe_sweep(QUICKSTART.base(), BUDGETS, EXPERTS, guess=QUICKSTART.pilot_law,
                        shapes=sizing.TWO_LAYER_SHAPES, name='moe')
