@@ -36,6 +36,7 @@ from absl import app
 from absl import flags
 from absl import logging
 
+from experiments.timing import median_time
 from research import run_dir
 from research.config import base_config
 from research.data.build import build_data
@@ -70,17 +71,6 @@ _PREFILL_LENGTHS = flags.DEFINE_list('prefill_lengths', ['16', '256'], 'Shortest
                                      'prompt of the prefill section.')
 _PEER_BATCHES = flags.DEFINE_list('peer_batches', ['1', '8'], 'Batch sizes of the peer rows.')
 _PROMPT = 16
-
-
-def median_time(fn, repeats: int) -> float:
-  """Median wall time of `fn()` over `repeats` runs after one untimed warm-up run."""
-  fn()
-  times = []
-  for _ in range(repeats):
-    start = time.perf_counter()
-    fn()
-    times.append(time.perf_counter() - start)
-  return statistics.median(times)
 
 
 def random_params(config, seed: int = 0):

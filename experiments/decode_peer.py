@@ -10,12 +10,11 @@ reported), so a speed row never compares different work. transformers and torch 
 
 from __future__ import annotations
 
-import statistics
 import tempfile
-import time
 
 import numpy as np
 
+from experiments.timing import timed_median
 from research.hf import from_pretrained
 from research.inference import generate
 from research.inference.quantize import quantize_params
@@ -34,17 +33,6 @@ def random_gpt2(seed: int = 0, **config_overrides):
     model.save_pretrained(directory, safe_serialization=True)
     config, params = from_pretrained(directory)
   return model, config, params
-
-
-def _median_s(fn, repeats: int) -> tuple[float, object]:
-  """Median wall time of `fn()` over `repeats` timed runs after one warm-up, and its last result."""
-  out = fn()
-  times = []
-  for _ in range(repeats):
-    start = time.perf_counter()
-    out = fn()
-    times.append(time.perf_counter() - start)
-  return statistics.median(times), out
 
 
 def hf_generate(model, prompt_BxT: np.ndarray, new_tokens: int) -> np.ndarray:
@@ -68,13 +56,13 @@ def compare(batches=(1, 8), prompt_len: int = 64, new_tokens: int = 128, repeats
   for batch in batches:
     prompt = np.random.default_rng(batch).integers(1, config.vocab_size, (batch, prompt_len))
     prompt = prompt.astype(np.int32)
-    hf_s, hf_tokens = _median_s(lambda: hf_generate(model, prompt, new_tokens), repeats)
+    hf_s, hf_tokens = timed_median(lambda: hf_generate(model, prompt, new_tokens), repeats)
     rows.append({'side': 'transformers float32', 'batch': batch,
                  'tok_s': batch * new_tokens / hf_s})
     for name, tree in trees.items():
       if name != 'float32' and batch not in quantized_batches:
         continue
-      ours_s, ours = _median_s(lambda: np.asarray(generate(config, tree, prompt, new_tokens)),
+      ours_s, ours = timed_median(lambda: np.asarray(generate(config, tree, prompt, new_tokens)),
                                repeats)
       agree = float(np.mean(ours[:, prompt_len:] == hf_tokens))
       rows.append({'side': f'ours {name}', 'batch': batch, 'tok_s': batch * new_tokens / ours_s,
