@@ -12,14 +12,14 @@ import pathlib
 
 from research.config import load_python_file
 from research.sweeps import generators
+from research.sweeps import moe
 
 NUM_STEPS = 600
 EXPERTS, TOP_K = 8, 2
-VARIANTS = {  # label: model fields over the dense base
-    'dense': {},
-    'moe': dict(num_experts=EXPERTS, experts_per_token=TOP_K),
-    'moe_no_balance_loss': dict(num_experts=EXPERTS, experts_per_token=TOP_K,
-                                load_balance_loss_weight=0.0),
+VARIANTS = {  # label: (MoE or dense, model fields over that)
+    'dense': (False, {}),
+    'moe': (True, {}),
+    'moe_no_balance_loss': (True, dict(load_balance_loss_weight=0.0)),
 }
 
 
@@ -31,8 +31,10 @@ def get_sweep(num_steps: int | None = None, labels=tuple(VARIANTS), overrides=()
       raise ValueError(f'label {label!r}: expected one of {tuple(VARIANTS)}')
     c = shared.base(num_steps or NUM_STEPS, overrides)
     c.train.eval_every = 100
-    if VARIANTS[label]:  # experts of width d_ff / k: k of them cost one dense feed-forward
-      c.model.update(moe_d_ff=c.model.d_ff // TOP_K, **VARIANTS[label])
+    is_moe, fields = VARIANTS[label]
+    if is_moe:  # experts of width d_ff / k: k of them cost one dense feed-forward
+      c.model = moe.moe_variant(c.model, EXPERTS, TOP_K)
+    c.model.update(fields)
     runs.append((label, generators.with_sweep(c, name='moe_vs_dense', kind='moe_vs_dense',
                                               label=label)))
   return runs
