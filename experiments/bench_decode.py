@@ -367,11 +367,13 @@ def ring_rows(result: dict) -> list[tuple]:
 def peer_rows(result: dict) -> list[tuple]:
   """GPT-2 small, prompt 64 + 128 new tokens, greedy: transformers vs ours (float32, int8, int4)."""
   from experiments import decode_peer
-  rows = result['peer'] = decode_peer.compare(tuple(map(int, _PEER_BATCHES.value)),
-                                              repeats=_REPEATS.value)
+  batches = tuple(map(int, _PEER_BATCHES.value))
+  rows = result['peer'] = decode_peer.compare(batches, repeats=_REPEATS.value,
+                                              quantized_batches=batches)
   return [(f'{r["side"]}, batch {r["batch"]}', f'{r["tok_s"]:,.1f} tok/s',
            f'x{r["vs_transformers"]:.2f} transformers' if 'vs_transformers' in r else '',
-           f'greedy agreement {r["greedy_agreement"]:.3f}' if 'greedy_agreement' in r else '')
+           (f'x{r["vs_float32"]:.2f} our float32, ' if 'vs_float32' in r else '')
+           + (f'greedy agreement {r["greedy_agreement"]:.3f}' if 'greedy_agreement' in r else ''))
           for r in rows]
 
 

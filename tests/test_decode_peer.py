@@ -14,4 +14,7 @@ def test_ours_and_transformers_agree_on_every_greedy_token():
                         ('ours int4_g32', 1), ('transformers float32', 3), ('ours float32', 3)}
   for batch in (1, 3):
     assert sides[('ours float32', batch)]['greedy_agreement'] == 1.0
+  for name in ('int8', 'int4_g32'):  # their speed against ours in float32, same batch
+    row, base = sides[(f'ours {name}', 1)], sides[('ours float32', 1)]
+    assert abs(row['vs_float32'] - row['tok_s'] / base['tok_s']) < 1e-9
   assert all(r['tok_s'] > 0 for r in rows)

@@ -156,12 +156,13 @@ def test_prefill_computes_logits_at_each_rows_last_prompt_token_only(overrides):
 def test_cache_is_kv_heads_wide_with_logical_axes():
   c = tiny_config(position='rope', num_kv_heads=1, num_heads=4)
   cache = cache_lib.init_cache(c, 3, 20)
-  assert cache['layers_0']['attn']['key'].shape == (3, 20, 1, 8)  # MQA: one head cached
+  assert cache['layers_0']['attn']['key'].shape == (3, 1, 8, 20)  # MQA: one head cached
+  assert cache['layers_0']['attn']['value'].shape == (3, 1, 20, 8)
   assert cache['index'].shape == (3,)
   axes = cache_lib.logical_axes(c)
-  assert tuple(axes['layers_1']['attn']['value']) == ('batch', 'length', 'kv_heads', 'head_dim')
+  assert tuple(axes['layers_1']['attn']['value']) == ('batch', 'kv_heads', 'length', 'head_dim')
   scanned = cache_lib.init_cache(tiny_config(scan_layers=True), 3, 20)
-  assert scanned['layers']['attn']['key'].shape == (2, 3, 20, 4, 8)
+  assert scanned['layers']['attn']['key'].shape == (2, 3, 4, 8, 20)
   assert cache_lib.batch_axes(tiny_config(scan_layers=True))['layers']['attn']['key'] == 1
 
 
@@ -218,7 +219,7 @@ def test_decoding_on_a_data_and_tensor_parallel_mesh_matches_one_device():
                           capture_output=True, text=True, timeout=300)
   assert result.returncode == 0, result.stderr
   spec, equal = result.stdout.strip().splitlines()[-2:]
-  assert spec == "P('data', None, 'tensor')"  # batch over data (fsdp is 1), kv_heads over tensor
+  assert spec == "P('data', 'tensor')"  # batch over data (fsdp is 1), kv_heads over tensor
   assert equal == 'True'
 
 

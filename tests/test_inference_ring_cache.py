@@ -10,6 +10,7 @@ import pytest
 from research.inference import cache as cache_lib
 from research.inference import generate
 from research.inference.decoder import decoder_for, row_sampling
+from research.model.attention import SLOT_AXIS
 from tests.test_inference_cache import TOL, init_params, random_tokens, tiny_config
 
 WINDOW = 8
@@ -26,8 +27,9 @@ def ring_config(**overrides):
 
 def attention_slots(cache):
   """Slots S of every attention key/value array of a cache."""
-  return {x.shape[-3] for path, x in jax.tree_util.tree_flatten_with_path(cache)[0]
-          if getattr(path[-1], 'key', None) in ('key', 'value')}
+  return {x.shape[SLOT_AXIS[path[-1].key] - 4]  # counted from the end: scanned or not
+          for path, x in jax.tree_util.tree_flatten_with_path(cache)[0]
+          if getattr(path[-1], 'key', None) in SLOT_AXIS}
 
 
 def step_logits(c, params, prompt_1xT, fed_N, ring: bool):

@@ -1,9 +1,10 @@
 """The decoding cache: shapes and logical axes from the model itself, and per-row edits.
 
 The tree is the 'cache' collection of `Transformer(config, decode=True)`: `index` [B] (each row's
-next free slot), every attention layer's `key`/`value` [B, S, K, H] and every Mamba layer's ring
-`conv_input` [B, W, F] / `ssm_state` [B, W, F, X] of fixed size W (a leading layer axis when
-scanned; research/model/mamba.py).
+next free slot), every attention layer's `key` [B, K, H, S] and `value` [B, K, S, H] (the layouts
+the score and mixing products read without copies; research/model/attention.py), and every Mamba
+layer's ring `conv_input` [B, W, F] / `ssm_state` [B, W, F, X] of fixed size W (a leading layer
+axis when scanned; research/model/mamba.py).
 Each leaf's 'batch' axis is read from its logical names, so row edits work scanned or not.
 A sliding-window model decodes into a ring of W attention slots (`ring_from_prefill`; position p at
 slot p mod W, research/model/attention.py), so its memory does not grow with the length.
@@ -20,6 +21,7 @@ import jax.numpy as jnp
 import ml_collections
 
 from research.model import Transformer
+from research.model.attention import SLOT_AXIS
 from research.model.config import num_attention_layers
 from research.model.mamba import DECODE_REWIND
 
@@ -84,8 +86,9 @@ def init_cache(model_config: ml_collections.ConfigDict, batch: int, length: int)
 def cache_length(cache) -> int | None:
   """Number of slots S of a cache's attention layers; None for a stack without attention, whose
   Mamba rings take any position."""
-  lengths = [x.shape[-3] for path, x in jax.tree_util.tree_flatten_with_path(cache)[0]
-             if getattr(path[-1], 'key', None) == 'key']
+  lengths = [x.shape[SLOT_AXIS['value'] - 4] for path, x in  # counted from the end: scanned too
+             jax.tree_util.tree_flatten_with_path(cache)[0]
+             if getattr(path[-1], 'key', None) == 'value']
   return max(lengths) if lengths else None
 
 
@@ -136,11 +139,12 @@ def _ring_for(config_json: str, slots: int):
     def gather(path, x, a):
       if not _is_attention_leaf(path):
         return x  # Mamba rings and the index are kept as they are
-      lead = (1,) * a  # the scanned layer axis, when there is one
-      trail = (1,) * (x.ndim - a - 2)
-      taken = jnp.take_along_axis(x, source_BxS.reshape(lead + source_BxS.shape + trail),
-                                  axis=a + 1)
-      return jnp.where((held_BxS >= 0).reshape(lead + held_BxS.shape + trail), taken, 0)
+      # The slot axis of the leaf's layout (research/model/attention.py), after the batch's.
+      slot = a + SLOT_AXIS[path[-1].key]
+      shape = [1] * x.ndim
+      shape[a], shape[slot] = held_BxS.shape
+      taken = jnp.take_along_axis(x, source_BxS.reshape(shape), axis=slot)
+      return jnp.where((held_BxS >= 0).reshape(shape), taken, 0)
 
     return jax.tree_util.tree_map_with_path(gather, cache, axes)
 

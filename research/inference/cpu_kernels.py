@@ -1,10 +1,13 @@
-"""The int8 weight matmul for CPU decoding (kernels/int8_matmul.cc), built with the system's C++
-compiler on first use and registered with XLA as an FFI target.
+"""The quantised weight matmuls for CPU decoding (kernels/quantized_matmul.cc), built with the
+system's C++ compiler on first use and registered with XLA as FFI targets.
 
-`int8_matmul(x_MxI, q_OxI, scale_O)` = x @ (q * scale[:, None]).T, reading the int8 values
-directly, where XLA:CPU would first write a float32 copy of the weights (experiments/BENCHMARKS.md,
-"Quantised decoding on CPU"). The build is cached per source, compiler and CPU, under
-$RESEARCH_KERNEL_CACHE or ~/.cache/research/kernels. `available()` says whether it built here.
+`quantized_matmul(x_MxI, values, scales_OxJ, bits)` = x @ w.T for w [O, I] stored as int8 values
+[O, J, G] or packed int4 [O, J, G/2] with a scale per row and group (research.inference.quantize's
+layout), reading the quantised values directly, where XLA:CPU would first write a float32 copy of
+the weights (experiments/BENCHMARKS.md, "Quantised decoding on CPU"). It has no gradient: it is for
+decoding programs. The build is cached per source, compiler and CPU, under $RESEARCH_KERNEL_CACHE
+or ~/.cache/research/kernels. `available()` says whether it built here (remembered for the
+process).
 """
 
 from __future__ import annotations
@@ -22,8 +25,8 @@ import tempfile
 import jax
 import jax.numpy as jnp
 
-SOURCE = pathlib.Path(__file__).parent / 'kernels' / 'int8_matmul.cc'
-TARGET = 'research_int8_matmul'
+SOURCE = pathlib.Path(__file__).parent / 'kernels' / 'quantized_matmul.cc'
+TARGETS = {8: ('research_int8_matmul', 'Int8Matmul'), 4: ('research_int4_matmul', 'Int4Matmul')}
 FLAGS = ('-O3', '-march=native', '-fopenmp', '-shared', '-fPIC', '-std=c++17')
 
 
@@ -55,7 +58,7 @@ def _library() -> ctypes.CDLL:
   include = jax.ffi.include_dir()
   key = hashlib.sha256('\0'.join(
       [SOURCE.read_text(), ' '.join(FLAGS), compiler, include, _cpu_tag()]).encode()).hexdigest()
-  path = _cache_dir() / f'int8_matmul_{key[:16]}.so'
+  path = _cache_dir() / f'quantized_matmul_{key[:16]}.so'
   if not path.exists():
     path.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=path.parent) as tmp:
@@ -70,11 +73,15 @@ def _library() -> ctypes.CDLL:
 
 @functools.lru_cache(maxsize=None)
 def _register() -> None:
-  jax.ffi.register_ffi_target(TARGET, jax.ffi.pycapsule(_library().Int8Matmul), platform='cpu')
+  library = _library()
+  for target, symbol in TARGETS.values():
+    jax.ffi.register_ffi_target(target, jax.ffi.pycapsule(getattr(library, symbol)),
+                                platform='cpu')
 
 
+@functools.lru_cache(maxsize=None)
 def available() -> bool:
-  """Whether the kernel builds and loads here (it runs on the CPU backend only)."""
+  """Whether the kernels build and load here (they run on the CPU backend only)."""
   try:
     _register()
   except (KernelBuildError, OSError):
@@ -82,15 +89,24 @@ def available() -> bool:
   return True
 
 
-def int8_matmul(x_MxI, q_OxI, scale_O):
-  """x [M, I] float32, q [O, I] int8, scale [O] float32 -> [M, O] float32 (CPU only)."""
+def quantized_matmul(x_MxI, values, scales_OxJ, bits: int):
+  """x [M, I] float32 times w.T -> [M, O] float32 (CPU only), w [O, I] given as int8 `values`
+  [O, J, G] (bits 8) or packed uint8 [O, J, G/2] (bits 4) and float32 `scales_OxJ`; I = J * G."""
+  if bits not in TARGETS:
+    raise ValueError(f'quantized_matmul: bits={bits!r}, expected 8 or 4')
+  want = jnp.int8 if bits == 8 else jnp.uint8
   m, i = x_MxI.shape
-  o, qi = q_OxI.shape
-  if qi != i or scale_O.shape != (o,):
-    raise ValueError(f'int8_matmul: x {x_MxI.shape}, q {q_OxI.shape} and scale {scale_O.shape} '
-                     'do not match (expected [M, I], [O, I], [O])')
-  if q_OxI.dtype != jnp.int8:
-    raise ValueError(f'int8_matmul: q has dtype {q_OxI.dtype}, expected int8')
+  o, j = scales_OxJ.shape
+  if (values.ndim != 3 or values.shape[:2] != (o, j)
+      or i != j * values.shape[2] * (8 // bits)):
+    raise ValueError(f'quantized_matmul: x {x_MxI.shape}, values {values.shape} and scales '
+                     f'{scales_OxJ.shape} do not match (expected [M, J*G], [O, J, G] (int4: '
+                     '[O, J, G/2]), [O, J])')
+  if values.dtype != want:
+    raise ValueError(f'quantized_matmul: values have dtype {values.dtype}, expected '
+                     f'{jnp.dtype(want).name} for bits={bits}')
   _register()
-  return jax.ffi.ffi_call(TARGET, jax.ShapeDtypeStruct((m, o), jnp.float32))(
-      x_MxI.astype(jnp.float32), q_OxI, scale_O.astype(jnp.float32))
+  return jax.ffi.ffi_call(TARGETS[bits][0], jax.ShapeDtypeStruct((m, o), jnp.float32),
+                          vmap_method='sequential')(
+      x_MxI.astype(jnp.float32), values, scales_OxJ.astype(jnp.float32))
+

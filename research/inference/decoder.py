@@ -1,8 +1,9 @@
 """The compiled decoding programs of one model config: prefill, one-token step, k-token extend.
 
 Each is jitted once per shape (batch, cache length, prompt bucket) and reused for every token, so
-generating longer never recompiles. Params may be float or quantised: quantised leaves are
-dequantised inside the program, so device memory keeps only the int8/int4 copy between calls.
+generating longer never recompiles. Params may be float or quantised: device memory keeps only the
+int8/int4 copy; the model's matmuls read it through the CPU kernel where they can, and the other
+quantised leaves are dequantised inside the program (research.inference.quantize.model_variables).
 """
 
 from __future__ import annotations
@@ -18,8 +19,9 @@ import numpy as np
 
 from research.inference import cache as cache_lib
 from research.inference import sampling
-from research.inference.quantize import dequantize_params
+from research.inference.quantize import model_variables
 from research.model import Transformer
+from research.model import weights
 
 
 class RowSampling(NamedTuple):
@@ -68,8 +70,7 @@ class Decoder:
   def apply(self, params, cache, tokens_BxT, positions_BxT):
     """Logits [B, T, V] of `tokens_BxT` placed at `positions_BxT`, and the updated cache."""
     logits_BxTxV, updated = self.model.apply(
-        {'params': dequantize_params(params), 'cache': cache}, tokens_BxT, positions_BxT,
-        mutable=['cache'])
+        {**model_variables(params), 'cache': cache}, tokens_BxT, positions_BxT, mutable=['cache'])
     return logits_BxTxV, updated['cache']
 
   def last_logits(self, params, cache, prompt_BxT, lengths_B):
@@ -81,11 +82,11 @@ class Decoder:
     b, t = prompt_BxT.shape
     positions_BxT = jnp.broadcast_to(jnp.arange(t, dtype=jnp.int32), (b, t))
     (hidden_BxTxD, unembed_DxV), updated = self.model.apply(
-        {'params': dequantize_params(params), 'cache': cache}, prompt_BxT, positions_BxT,
+        {**model_variables(params), 'cache': cache}, prompt_BxT, positions_BxT,
         return_hidden=True, mutable=['cache'])
     last_BxD = jnp.take_along_axis(hidden_BxTxD, (lengths_B - 1)[:, None, None], axis=1)[:, 0]
-    logits_BxV = jnp.einsum('bd,dv->bv', last_BxD, unembed_DxV,
-                            preferred_element_type=jnp.float32)
+    logits_BxV = weights.contract('bd,dv->bv', last_BxD, unembed_DxV, hidden_BxTxD.dtype,
+                                  preferred_element_type=jnp.float32)
     return logits_BxV, updated['cache']
 
   def _prefill(self, params, cache, prompt_BxT, lengths_B, rows: RowSampling):

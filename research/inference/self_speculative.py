@@ -23,7 +23,7 @@ from research.inference import cache as cache_lib
 from research.inference.generation import (CACHE_BUCKET, PROMPT_BUCKET, assemble, check_length,
                                            check_prompt, round_up)
 from research.inference.params import prepare_params
-from research.inference.quantize import dequantize_params
+from research.inference.quantize import model_variables
 from research.inference.speculative import SpeculativeStats
 from research.model import Transformer
 
@@ -41,7 +41,7 @@ def _programs_for(config_json: str):
 
   def apply(params, cache, tokens_BxT, positions_BxT):
     (logits_BxTxV, heads), updated = model.apply(
-        {'params': dequantize_params(params), 'cache': cache}, tokens_BxT, positions_BxT,
+        {**model_variables(params), 'cache': cache}, tokens_BxT, positions_BxT,
         return_mtp=True, mutable=['cache'])
     return _argmaxes(logits_BxTxV, heads), updated['cache']
 

@@ -4,10 +4,12 @@ or (training a prefix LM or MLM) bidirectional over a prefix: `prefix_mask`.
 `num_kv_heads` < `num_heads` shares each key/value head among `num_heads // num_kv_heads` query
 heads (GQA; 1 is MQA). Scores are scaled by 1/sqrt(head_dim) and normalised in float32.
 
-With `decode=True` the layer keeps a key/value cache in the 'cache' collection, [B, S, K, H] wide
-(K = num_kv_heads, so GQA shrinks it): token t of row b is written at slot `positions[b, t]`, and
-queries attend over every cached slot at or before their own position (a masked einsum, whatever
-`impl` says: one query against the cache is a matrix-vector product, not a flash-attention job).
+With `decode=True` the layer keeps a key/value cache in the 'cache' collection, keys [B, K, H, S]
+and values [B, K, S, H] (K = num_kv_heads, so GQA shrinks it). Those are the layouts XLA:CPU's
+dots take for q.k and p.v, so no step copies the cache into them (a [B, S, K, H] cache was copied
+twice per layer per step). Token t of row b is written at slot `positions[b, t]`, and queries
+attend over every cached slot at or before their own position (a masked einsum, whatever `impl`
+says: one query against the cache is a matrix-vector product, not a flash-attention job).
 With a sliding window W and `ring_cache=True` the cache is a ring of S >= W slots: position p is
 written at slot p mod S, so decoding memory is bounded by S whatever the length; rotary and the
 mask still use the absolute positions (`ring_positions`).
@@ -22,6 +24,7 @@ import jax.numpy as jnp
 from research.model import positions as positions_lib
 from research.model.blockwise_attention import blockwise_attention
 from research.model.splash_attention import splash_attention
+from research.model import weights
 
 # On CPU, XLA's fused attention materialises [T, S] scores; from this length on, 'auto' switches to
 # the blockwise path whose memory grows linearly.
@@ -120,18 +123,20 @@ def dot_product_attention(q_BxTxNxH, k_BxSxKxH, v_BxSxKxH, impl: str, sliding_wi
       implementation=None if impl == 'xla' else impl)
 
 
-def cached_attention(q_BxTxNxH, k_BxSxKxH, v_BxSxKxH, positions_BxT, sliding_window: int = 0,
+def cached_attention(q_BxTxNxH, key_cache, value_cache, positions_BxT, sliding_window: int = 0,
                      slot_positions_BxS=None):
   """Attention of T new queries over a cache of S slots; slot j holds position j of each row, or
   `slot_positions_BxS[b, j]` when given (a ring; negative: empty).
 
   Query (b, t) sees slot j iff its position is in [0, positions[b, t]] (and within the window), so
-  slots not yet written, or left over from a longer earlier sequence, are masked per row.
+  slots not yet written, or left over from a longer earlier sequence, are masked per row. The
+  caches are in CACHE_LAYOUT.
   """
   b, t, n, h = q_BxTxNxH.shape
-  s, k = k_BxSxKxH.shape[1], k_BxSxKxH.shape[2]
+  k = key_cache.shape[CACHE_LAYOUT['key'].index('k')]
+  s = value_cache.shape[SLOT_AXIS['value']]
   q_BxTxKxGxH = q_BxTxNxH.reshape(b, t, k, n // k, h)
-  scores_BxKxGxTxS = jnp.einsum('btkgh,bskh->bkgts', q_BxTxKxGxH, k_BxSxKxH,
+  scores_BxKxGxTxS = jnp.einsum(f"btkgh,{CACHE_LAYOUT['key']}->bkgts", q_BxTxKxGxH, key_cache,
                                 preferred_element_type=jnp.float32) / jnp.sqrt(jnp.float32(h))
   q_BxTx1 = positions_BxT[:, :, None]
   if slot_positions_BxS is None:
@@ -144,19 +149,29 @@ def cached_attention(q_BxTxNxH, k_BxSxKxH, v_BxSxKxH, positions_BxT, sliding_win
     mask_BxTxS &= q_BxTx1 - k_Bx1xS < sliding_window
   scores_BxKxGxTxS = jnp.where(mask_BxTxS[:, None, None], scores_BxKxGxTxS,
                                jnp.finfo(jnp.float32).min)
-  probs_BxKxGxTxS = jax.nn.softmax(scores_BxKxGxTxS, axis=-1).astype(v_BxSxKxH.dtype)
-  out_BxTxKxGxH = jnp.einsum('bkgts,bskh->btkgh', probs_BxKxGxTxS, v_BxSxKxH,
+  probs_BxKxGxTxS = jax.nn.softmax(scores_BxKxGxTxS, axis=-1).astype(value_cache.dtype)
+  out_BxTxKxGxH = jnp.einsum(f"bkgts,{CACHE_LAYOUT['value']}->btkgh", probs_BxKxGxTxS, value_cache,
                              preferred_element_type=jnp.float32)
   return out_BxTxKxGxH.reshape(b, t, n, h).astype(q_BxTxNxH.dtype)
 
 
-CACHE_AXES = ('batch', 'length', 'kv_heads', 'head_dim')
+# Each cache's layout, one letter an axis: b batch, k key/value heads, h head size, s slots.
+CACHE_LAYOUT = {'key': 'bkhs', 'value': 'bksh'}
+_LOGICAL = {'b': 'batch', 'k': 'kv_heads', 'h': 'head_dim', 's': 'length'}
+CACHE_AXES = {name: tuple(_LOGICAL[a] for a in layout) for name, layout in CACHE_LAYOUT.items()}
+SLOT_AXIS = {name: layout.index('s') for name, layout in CACHE_LAYOUT.items()}
+
+
+def _to_layout(name, x_BxTxKxH):
+  """[B, T, K, H] -> the axes of cache `name` (T in the slot axis)."""
+  return jnp.transpose(x_BxTxKxH, ['bskh'.index(a) for a in CACHE_LAYOUT[name]])
 
 
 def _cache_variable(module, name, like_BxTxKxH):
-  """A [B, S, K, H] cache named `name`; S is the length of the input at initialisation."""
-  return module.variable('cache', name, nn.with_logical_partitioning(jnp.zeros, CACHE_AXES),
-                         like_BxTxKxH.shape, like_BxTxKxH.dtype)
+  """The cache `name` in its layout; S is the length of the input at initialisation."""
+  shape = tuple(like_BxTxKxH.shape['bskh'.index(a)] for a in CACHE_LAYOUT[name])
+  return module.variable('cache', name, nn.with_logical_partitioning(jnp.zeros, CACHE_AXES[name]),
+                         shape, like_BxTxKxH.dtype)
 
 
 def ring_positions(positions_BxT, slots: int):
@@ -181,24 +196,26 @@ def check_ring(slots: int, tokens: int, sliding_window: int) -> None:
 
 def update_cache(module, k_BxTxKxH, v_BxTxKxH, positions_BxT, ring: bool = False):
   """Writes the new keys/values at their positions' slots (mod S for a ring); returns the whole
-  [B, S, K, H] cache."""
+  caches, in CACHE_LAYOUT."""
   initialised = module.has_variable('cache', 'key')
   key = _cache_variable(module, 'key', k_BxTxKxH)
   value = _cache_variable(module, 'value', v_BxTxKxH)
   if not initialised:  # `init` only shapes the cache: nothing is written
-    return k_BxTxKxH, v_BxTxKxH
+    return _to_layout('key', k_BxTxKxH), _to_layout('value', v_BxTxKxH)
   rows_Bx1 = jnp.arange(k_BxTxKxH.shape[0])[:, None]
-  slots_BxT = positions_BxT % key.value.shape[1] if ring else positions_BxT
-  for var, new_BxTxKxH in ((key, k_BxTxKxH), (value, v_BxTxKxH)):
-    updated = var.value.at[rows_Bx1, slots_BxT].set(new_BxTxKxH.astype(var.value.dtype),
-                                                    mode='drop')
-    var.value = nn.with_logical_constraint(updated, CACHE_AXES)
+  slots_BxT = positions_BxT % value.value.shape[SLOT_AXIS['value']] if ring else positions_BxT
+  for name, var, new_BxTxKxH in (('key', key, k_BxTxKxH), ('value', value, v_BxTxKxH)):
+    # NumPy indexing puts the [B, T] of the row and slot indices first and keeps the sliced k, h
+    # in order, so the update is [B, T, K, H] whatever the layout.
+    at = tuple({'b': rows_Bx1, 's': slots_BxT}.get(a, slice(None)) for a in CACHE_LAYOUT[name])
+    updated = var.value.at[at].set(new_BxTxKxH.astype(var.value.dtype), mode='drop')
+    var.value = nn.with_logical_constraint(updated, CACHE_AXES[name])
   return key.value, value.value
 
 
 def _projection(module, name, shape, axes, std, param_dtype):
-  return module.param(name, nn.with_logical_partitioning(nn.initializers.normal(std), axes),
-                      shape, param_dtype)
+  """A float projection, or in decoding maybe a quantised one (research/model/weights.py)."""
+  return weights.matrix(module, name, nn.initializers.normal(std), shape, axes, param_dtype)
 
 
 def _bias(module, name, shape, axes, param_dtype):
@@ -235,9 +252,9 @@ class Attention(nn.Module):
     wo_NxHxD = _projection(self, 'out', (n, h, d), ('heads', 'head_dim', 'embed'),
                            self.out_init_std, pd)
     x = x_BxTxD.astype(self.dtype)
-    q_BxTxNxH = jnp.einsum('btd,dnh->btnh', x, wq_DxNxH.astype(self.dtype))
-    k_BxTxKxH = jnp.einsum('btd,dkh->btkh', x, wk_DxKxH.astype(self.dtype))
-    v_BxTxKxH = jnp.einsum('btd,dkh->btkh', x, wv_DxKxH.astype(self.dtype))
+    q_BxTxNxH = weights.contract('btd,dnh->btnh', x, wq_DxNxH, self.dtype)
+    k_BxTxKxH = weights.contract('btd,dkh->btkh', x, wk_DxKxH, self.dtype)
+    v_BxTxKxH = weights.contract('btd,dkh->btkh', x, wv_DxKxH, self.dtype)
     if self.use_bias:
       q_BxTxNxH += _bias(self, 'query_bias', (n, h), ('heads', 'head_dim'), pd).astype(self.dtype)
       k_BxTxKxH += _bias(self, 'key_bias', (k, h), ('kv_heads', 'head_dim'), pd).astype(self.dtype)
@@ -255,19 +272,25 @@ class Attention(nn.Module):
     if self.decode:
       if in_prefix_BxT is not None:
         raise ValueError('a prefix mask is for training; decoding attends causally')
-      k_BxSxKxH, v_BxSxKxH = update_cache(self, k_BxTxKxH, v_BxTxKxH, positions_BxT,
-                                          self.ring_cache)
+      key_cache, value_cache = update_cache(self, k_BxTxKxH, v_BxTxKxH, positions_BxT,
+                                            self.ring_cache)
+      slots = value_cache.shape[SLOT_AXIS['value']]
       slot_positions_BxS = None
       if self.ring_cache and not self.is_initializing():
-        check_ring(k_BxSxKxH.shape[1], k_BxTxKxH.shape[1], self.sliding_window)
-        slot_positions_BxS = ring_positions(positions_BxT, k_BxSxKxH.shape[1])
-      out_BxTxNxH = cached_attention(q_BxTxNxH, k_BxSxKxH, v_BxSxKxH, positions_BxT,
+        check_ring(slots, k_BxTxKxH.shape[1], self.sliding_window)
+        slot_positions_BxS = ring_positions(positions_BxT, slots)
+      out_BxTxNxH = cached_attention(q_BxTxNxH, key_cache, value_cache, positions_BxT,
                                      self.sliding_window, slot_positions_BxS)
     else:
       out_BxTxNxH = dot_product_attention(q_BxTxNxH, k_BxTxKxH, v_BxTxKxH, self.impl,
                                           self.sliding_window, in_prefix_BxT)
     self.sow('intermediates', 'heads', out_BxTxNxH)  # each head's output, before projecting back
-    y_BxTxD = jnp.einsum('btnh,nhd->btd', out_BxTxNxH, wo_NxHxD.astype(self.dtype))
+    if weights.is_quantized(wo_NxHxD):
+      y_BxTxD = weights.contract('btnh,nhd->btd', out_BxTxNxH, wo_NxHxD, self.dtype)
+    else:  # one [N*H, D] matrix: for two contracted axes XLA:CPU copies the weight every call
+      b, t = out_BxTxNxH.shape[:2]
+      y_BxTxD = jnp.einsum('btf,fd->btd', out_BxTxNxH.reshape(b, t, n * h),
+                           wo_NxHxD.reshape(n * h, d).astype(self.dtype))
     if self.use_bias:
       y_BxTxD += _bias(self, 'out_bias', (d,), ('embed',), pd).astype(self.dtype)
     return y_BxTxD

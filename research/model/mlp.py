@@ -6,6 +6,8 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from research.model import weights
+
 
 class MLP(nn.Module):
   """`kind='gelu'`: wo(gelu(wi x)); `kind='swiglu'`: wo(silu(wi_gate x) * wi_up x)."""
@@ -19,9 +21,9 @@ class MLP(nn.Module):
   param_dtype: jnp.dtype
 
   def _dense(self, name, x, d_in, d_out, axes, std):
-    w = self.param(name, nn.with_logical_partitioning(nn.initializers.normal(std), axes),
-                   (d_in, d_out), self.param_dtype)
-    y = jnp.einsum('btd,df->btf', x, w.astype(self.dtype))
+    w = weights.matrix(self, name, nn.initializers.normal(std), (d_in, d_out), axes,
+                       self.param_dtype)  # decoding may pass it quantised (weights.py)
+    y = weights.contract('btd,df->btf', x, w, self.dtype)
     if self.use_bias:
       b = self.param(name + '_bias', nn.with_logical_partitioning(nn.initializers.zeros, axes[1:]),
                      (d_out,), self.param_dtype)

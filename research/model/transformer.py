@@ -10,6 +10,7 @@ import ml_collections
 from research.model import mup
 from research.model import pipeline as pipeline_lib
 from research.model import positions as positions_lib
+from research.model import weights
 from research.model.block import Block, BlockGroup
 from research.model.config import (REMAT_POLICIES, is_moe_layer, layer_mixer, mtp_field,
                                    resolve_dtype, validate_model_config)
@@ -33,7 +34,7 @@ def _block_class(c: ml_collections.ConfigDict, decode: bool):
   if c.remat != 'none' and not decode:
     block = nn.remat(block, policy=REMAT_POLICIES[c.remat], prevent_cse=not c.scan_layers)
   if c.scan_layers:
-    variable_axes = {'params': 0, MOE_COLLECTION: 0}
+    variable_axes = {'params': 0, MOE_COLLECTION: 0, weights.QUANTIZED: 0}
     if decode:
       variable_axes['cache'] = 0
     length = c.num_layers // c.moe_every if scan_groups(c) else c.num_layers
@@ -79,7 +80,8 @@ class Transformer(nn.Module):
 
   `positions_BxT` defaults to 0..T-1; pass `deterministic=False` and a 'dropout' rng to train with
   dropout. `return_hidden=True` returns `(hidden_BxTxD, unembed_DxV)` instead of logits, both in
-  the compute dtype, for a loss that fuses the output layer. With `decode=True` (inference) the
+  the compute dtype, for a loss that fuses the output layer (decoding with a quantised output
+  layer: that weight, to multiply with `weights.contract`). With `decode=True` (inference) the
   call also reads and updates a 'cache' collection: per-layer keys/values, [B, S, K, H] (Mamba
   layers: convolution inputs and states per slot, see research/model/mamba.py), and per-row
   `index`, the next free slot; positions then default to index..index+T-1, and token t of
@@ -111,10 +113,10 @@ class Transformer(nn.Module):
       positions_BxT = _decode_positions(self, tokens_BxT, positions_BxT)
     elif positions_BxT is None:
       positions_BxT = jnp.broadcast_to(jnp.arange(tokens_BxT.shape[1]), tokens_BxT.shape)
-    embed_VxD = self.param(
-        'embed', nn.with_logical_partitioning(nn.initializers.normal(c.init_std), ('vocab', 'embed')),
-        (c.vocab_size, c.d_model), param_dtype)
-    x_BxTxD = jnp.take(embed_VxD, tokens_BxT, axis=0).astype(dtype)
+    # Float params, or in decoding maybe quantised weights (research/model/weights.py).
+    embed_VxD = weights.matrix(self, 'embed', nn.initializers.normal(c.init_std),
+                               (c.vocab_size, c.d_model), ('vocab', 'embed'), param_dtype)
+    x_BxTxD = weights.lookup(embed_VxD, tokens_BxT, dtype)
     added_BxTxD = positions_lib.embedding_positions(c, positions_BxT, dtype, param_dtype)
     if added_BxTxD is not None:
       x_BxTxD += added_BxTxD
@@ -148,14 +150,13 @@ class Transformer(nn.Module):
       heads = MTPHeads(c, name='mtp')(x_BxTxD)
     if c.final_norm:
       x_BxTxD = Norm(c.norm, c.norm_eps, dtype, param_dtype, name='final_norm')(x_BxTxD)
-    if c.tied_embedding:
-      unembed_DxV = embed_VxD.T
+    if c.tied_embedding:  # a quantised embedding already contracts its D axis
+      unembed_DxV = embed_VxD if weights.is_quantized(embed_VxD) else embed_VxD.T
     else:
-      unembed_DxV = self.param(
-          'unembed',
-          nn.with_logical_partitioning(nn.initializers.normal(c.init_std), ('embed', 'vocab')),
-          (c.d_model, c.vocab_size), param_dtype)
-    unembed_DxV = unembed_DxV.astype(dtype)
+      unembed_DxV = weights.matrix(self, 'unembed', nn.initializers.normal(c.init_std),
+                                   (c.d_model, c.vocab_size), ('embed', 'vocab'), param_dtype)
+    if not weights.is_quantized(unembed_DxV):
+      unembed_DxV = unembed_DxV.astype(dtype)
 
     def output(h_BxTxD):
       if mup.output_multiplier(c) != 1.0:  # muP: logits / width multiplier
@@ -163,8 +164,8 @@ class Transformer(nn.Module):
       h_BxTxD = h_BxTxD.astype(dtype)
       if return_hidden:
         return h_BxTxD
-      logits_BxTxV = jnp.einsum('btd,dv->btv', h_BxTxD, unembed_DxV,
-                                preferred_element_type=jnp.float32)
+      logits_BxTxV = weights.contract('btd,dv->btv', h_BxTxD, unembed_DxV, dtype,
+                                      preferred_element_type=jnp.float32)
       return nn.with_logical_constraint(logits_BxTxV, ('batch', 'length', 'vocab'))
 
     main = (output(x_BxTxD), unembed_DxV) if return_hidden else output(x_BxTxD)
