@@ -22,9 +22,9 @@ import jax
 import jax.numpy as jnp
 
 from research.model import positions as positions_lib
+from research.model import weights
 from research.model.blockwise_attention import blockwise_attention
 from research.model.splash_attention import splash_attention
-from research.model import weights
 
 # On CPU, XLA's fused attention materialises [T, S] scores; from this length on, 'auto' switches to
 # the blockwise path whose memory grows linearly.
