@@ -10,7 +10,7 @@ import pytest
 from research.inference import cache as cache_lib
 from research.inference import generate
 from research.inference.decoder import decoder_for, row_sampling
-from research.model.attention import SLOT_AXIS
+from research.model.attention import SLOT_AXIS, cache_slots
 from tests.test_inference_cache import TOL, init_params, random_tokens, tiny_config
 
 WINDOW = 8
@@ -27,8 +27,7 @@ def ring_config(**overrides):
 
 def attention_slots(cache):
   """Slots S of every attention key/value array of a cache."""
-  return {x.shape[SLOT_AXIS[path[-1].key] - 4]  # counted from the end: scanned or not
-          for path, x in jax.tree_util.tree_flatten_with_path(cache)[0]
+  return {cache_slots(path[-1].key, x) for path, x in jax.tree_util.tree_flatten_with_path(cache)[0]
           if getattr(path[-1], 'key', None) in SLOT_AXIS}
 
 

@@ -21,7 +21,7 @@ import jax.numpy as jnp
 import ml_collections
 
 from research.model import Transformer
-from research.model.attention import SLOT_AXIS
+from research.model.attention import SLOT_AXIS, cache_slots
 from research.model.config import num_attention_layers
 from research.model.mamba import DECODE_REWIND
 
@@ -86,8 +86,7 @@ def init_cache(model_config: ml_collections.ConfigDict, batch: int, length: int)
 def cache_length(cache) -> int | None:
   """Number of slots S of a cache's attention layers; None for a stack without attention, whose
   Mamba rings take any position."""
-  lengths = [x.shape[SLOT_AXIS['value'] - 4] for path, x in  # counted from the end: scanned too
-             jax.tree_util.tree_flatten_with_path(cache)[0]
+  lengths = [cache_slots('value', x) for path, x in jax.tree_util.tree_flatten_with_path(cache)[0]
              if getattr(path[-1], 'key', None) == 'value']
   return max(lengths) if lengths else None
 

@@ -27,7 +27,7 @@ import jax.numpy as jnp
 
 SOURCE = pathlib.Path(__file__).parent / 'kernels' / 'quantized_matmul.cc'
 TARGETS = {8: ('research_int8_matmul', 'Int8Matmul'), 4: ('research_int4_matmul', 'Int4Matmul')}
-FLAGS = ('-O3', '-march=native', '-fopenmp', '-shared', '-fPIC', '-std=c++17')
+FLAGS = ('-O3', '-march=native', '-shared', '-fPIC', '-std=c++17')
 
 
 class KernelBuildError(RuntimeError):

@@ -134,7 +134,7 @@ def cached_attention(q_BxTxNxH, key_cache, value_cache, positions_BxT, sliding_w
   """
   b, t, n, h = q_BxTxNxH.shape
   k = key_cache.shape[CACHE_LAYOUT['key'].index('k')]
-  s = value_cache.shape[SLOT_AXIS['value']]
+  s = cache_slots('value', value_cache)
   q_BxTxKxGxH = q_BxTxNxH.reshape(b, t, k, n // k, h)
   scores_BxKxGxTxS = jnp.einsum(f"btkgh,{CACHE_LAYOUT['key']}->bkgts", q_BxTxKxGxH, key_cache,
                                 preferred_element_type=jnp.float32) / jnp.sqrt(jnp.float32(h))
@@ -160,16 +160,23 @@ CACHE_LAYOUT = {'key': 'bkhs', 'value': 'bksh'}
 _LOGICAL = {'b': 'batch', 'k': 'kv_heads', 'h': 'head_dim', 's': 'length'}
 CACHE_AXES = {name: tuple(_LOGICAL[a] for a in layout) for name, layout in CACHE_LAYOUT.items()}
 SLOT_AXIS = {name: layout.index('s') for name, layout in CACHE_LAYOUT.items()}
+# Where each axis of a cache comes from in a [B, T, K, H] input (T goes to the slot axis).
+_FROM_BTKH = {name: ['bskh'.index(a) for a in layout] for name, layout in CACHE_LAYOUT.items()}
+
+
+def cache_slots(name: str, cache_x) -> int:
+  """Slots S of a cache leaf `name` ('key' or 'value'), with or without a leading layer axis."""
+  return cache_x.shape[SLOT_AXIS[name] - len(CACHE_LAYOUT[name])]
 
 
 def _to_layout(name, x_BxTxKxH):
   """[B, T, K, H] -> the axes of cache `name` (T in the slot axis)."""
-  return jnp.transpose(x_BxTxKxH, ['bskh'.index(a) for a in CACHE_LAYOUT[name]])
+  return jnp.transpose(x_BxTxKxH, _FROM_BTKH[name])
 
 
 def _cache_variable(module, name, like_BxTxKxH):
   """The cache `name` in its layout; S is the length of the input at initialisation."""
-  shape = tuple(like_BxTxKxH.shape['bskh'.index(a)] for a in CACHE_LAYOUT[name])
+  shape = tuple(like_BxTxKxH.shape[a] for a in _FROM_BTKH[name])
   return module.variable('cache', name, nn.with_logical_partitioning(jnp.zeros, CACHE_AXES[name]),
                          shape, like_BxTxKxH.dtype)
 
@@ -203,7 +210,7 @@ def update_cache(module, k_BxTxKxH, v_BxTxKxH, positions_BxT, ring: bool = False
   if not initialised:  # `init` only shapes the cache: nothing is written
     return _to_layout('key', k_BxTxKxH), _to_layout('value', v_BxTxKxH)
   rows_Bx1 = jnp.arange(k_BxTxKxH.shape[0])[:, None]
-  slots_BxT = positions_BxT % value.value.shape[SLOT_AXIS['value']] if ring else positions_BxT
+  slots_BxT = positions_BxT % cache_slots('value', value.value) if ring else positions_BxT
   for name, var, new_BxTxKxH in (('key', key, k_BxTxKxH), ('value', value, v_BxTxKxH)):
     # NumPy indexing puts the [B, T] of the row and slot indices first and keeps the sliced k, h
     # in order, so the update is [B, T, K, H] whatever the layout.
@@ -274,7 +281,7 @@ class Attention(nn.Module):
         raise ValueError('a prefix mask is for training; decoding attends causally')
       key_cache, value_cache = update_cache(self, k_BxTxKxH, v_BxTxKxH, positions_BxT,
                                             self.ring_cache)
-      slots = value_cache.shape[SLOT_AXIS['value']]
+      slots = cache_slots('value', value_cache)
       slot_positions_BxS = None
       if self.ring_cache and not self.is_initializing():
         check_ring(slots, k_BxTxKxH.shape[1], self.sliding_window)
