@@ -152,3 +152,17 @@ def test_two_layer_family_steps_finely_in_width_alone():
   for row in (shapes[0], shapes[-1]):  # the counts are those of the built model
     exact = sizing.apply_shape(quickstart_model, row)
     assert counted(exact) == counting.predict_param_counts(exact)
+
+
+def test_fine_two_layer_family_halves_the_width_steps():
+  fine = sizing.FINE_TWO_LAYER_SHAPES
+  assert [s.d_model for s in fine] == list(range(8, 129, 2))
+  assert set(sizing.TWO_LAYER_SHAPES) <= set(fine)  # the coarse family plus every odd head size
+  quickstart_model = base_model(vocab_size=512, max_seq_len=128)
+  totals = [counting.predict_param_counts(sizing.apply_shape(quickstart_model, s)).total
+            for s in fine]
+  ratios = [b / a for a, b in zip(totals, totals[1:])]
+  assert all(1 < r < 1.35 for r in ratios), max(ratios)
+  odd = sizing.apply_shape(quickstart_model, fine[1])  # d_model 10, two heads of 5
+  assert (odd.d_model, odd.num_heads) == (10, 2)
+  assert counted(odd) == counting.predict_param_counts(odd)
