@@ -3,6 +3,7 @@ run's tokens, Kaplan sweeps hold D or N fixed, the ladder follows its law, sweep
 
 import math
 import pathlib
+import numpy as np
 
 import pytest
 from research.config import base_config
@@ -165,12 +166,14 @@ def test_quickstart_is_a_small_isoflop_grid():
   path = next(p for p in SWEEP_FILES if p.stem == 'quickstart')
   runs = plan.load_sweep(path)
   budgets = sorted({c.sweep.budget for _, c in runs})
-  assert budgets == [1e11, 3.5e11, 1.2e12] and len(runs) == 17
+  assert budgets == [1e11, 2.3e11, 5.2e11, 1.2e12] and len(runs) == 23
   assert all(c.data.corpus == 'default' for _, c in runs)
-  for budget in budgets:  # 5-6 sizes, reaching past the pilot law's N_opt on both sides
+  measured = {1e11: 12.6e3, 3.5e11: 33.6e3, 1.2e12: 77.1e3}  # the previous design's minima
+  for budget in budgets:  # 5-6 sizes, reaching past the measured N_opt by 1.8x on both sides
     sizes = sorted(total(c) for _, c in runs if c.sweep.budget == budget)
-    pilot = 12.6e3 * (budget / 1e11) ** 0.86
-    assert len(sizes) >= 5 and sizes[0] < pilot / 1.8 and sizes[-1] > pilot * 1.8, (budget, sizes)
+    centre = np.interp(np.log(budget), np.log(list(measured)), np.log(list(measured.values())))
+    centre = np.exp(centre)
+    assert len(sizes) >= 5 and sizes[0] < centre / 1.8 and sizes[-1] > centre * 1.8, (budget, sizes)
   # the largest model stays tiny: a CPU sweep
   assert max(total(c) for _, c in runs) < 1e6
 
