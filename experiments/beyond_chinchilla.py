@@ -4,7 +4,7 @@
             same (N, D) points, with the compute of each (configs/sweeps/cooldown*.py)
   data      the effective-data law of runs repeating 100k or 300k unique tokens, its base law
             from the cosine runs (configs/sweeps/data_constrained.py)
-  hyper     the optimal learning rate (batch 16) and batch size (learning rate 4e-3) against
+  hyper     the optimal learning rate (batch 16) and batch size (learning rate 1.25e-2) against
             compute (configs/sweeps/learning_rate.py, batch_size.py)
   mup       the coordinate check, and the optimal learning rate against width under the standard
             parametrisation and muP (configs/sweeps/mup_transfer.py)
@@ -26,6 +26,7 @@ from absl import flags
 
 from research import run_dir
 from research.config import base_config
+from research.config import load_python_file
 from research.scaling import chinchilla
 from research.scaling import hyperparameters
 from research.scaling import plots
@@ -43,11 +44,14 @@ _CONCURRENT = flags.DEFINE_integer('max_concurrent', 2, 'Training runs at once.'
 _N_BOOTSTRAP = flags.DEFINE_integer('n_bootstrap', 200, 'Bootstrap replicates per fit.')
 
 
-def sweep(name: str, workdir: pathlib.Path) -> float:
-  """Runs configs/sweeps/<name>.py into `workdir`; returns its wall time in seconds."""
+def sweep(name: str, workdir: pathlib.Path, rows: list | None = None) -> float:
+  """Runs configs/sweeps/<name>.py into `workdir`; returns its wall time in seconds and appends
+  the sweep's completed rows (not those of other runs in `workdir`) to `rows`."""
   start = time.monotonic()
-  runner.run_sweep(plan.load_sweep(SWEEPS / f'{name}.py'), workdir, sweep_name=name,
-                   max_concurrent=_CONCURRENT.value)
+  ours = runner.run_sweep(plan.load_sweep(SWEEPS / f'{name}.py'), workdir, sweep_name=name,
+                          max_concurrent=_CONCURRENT.value)
+  if rows is not None:
+    rows.extend(r for r in ours if r['status'] == 'completed')
   return time.monotonic() - start
 
 
@@ -183,17 +187,26 @@ def part_data(workdir: pathlib.Path, boot, figures) -> dict:
 
 
 def part_hyper(workdir: pathlib.Path, boot, figures) -> dict:
-  walls = {'learning_rate': sweep('learning_rate', workdir / 'hyper'),
-           'batch_size': sweep('batch_size', workdir / 'hyper')}
-  rows = rows_of(workdir / 'hyper', ('hyperparameter',))
+  ours = []  # the two grids' runs only: a directory may also hold runs of an earlier grid
+  walls = {'learning_rate': sweep('learning_rate', workdir / 'hyper', ours),
+           'batch_size': sweep('batch_size', workdir / 'hyper', ours)}
+  rows = list({r['run_id']: r for r in ours}.values())  # a run in both grids counts once
   out = {'wall_s': walls}
-  slices = {'learning_rate': [r for r in rows if r['train.batch_size'] == 16],
-            'batch_size': [r for r in rows if r['train.learning_rate'] == 4e-3]}
+  fixed_batch = load_python_file(SWEEPS / 'learning_rate.py').BATCH_SIZES[0]
+  fixed_lr = load_python_file(SWEEPS / 'batch_size.py').LEARNING_RATE
+  slices = {'learning_rate': [r for r in rows if r['train.batch_size'] == fixed_batch],
+            'batch_size': [r for r in rows if r['train.learning_rate'] == fixed_lr]}
   for name, these in slices.items():
     value = [r['train.learning_rate'] if name == 'learning_rate'
              else r['train.batch_size'] * r['data.seq_len'] for r in these]
-    fit = fitted(hyperparameters.fit_hyperparameter_law, [r['budget'] for r in these], value,
-                 [r['final_eval_loss'] for r in these], name=name, skip_bad_budgets=True, **boot)
+    try:
+      fit = fitted(hyperparameters.fit_hyperparameter_law, [r['budget'] for r in these], value,
+                   [r['final_eval_loss'] for r in these], name=name, skip_bad_budgets=True,
+                   **boot)
+    except ValueError as e:  # too few budgets bracketed: keep the runs, say what to add
+      print(f'\n{name}: no law: {e}')
+      out.setdefault('skipped', {})[name] = str(e)
+      continue
     print(f'\n{name}_opt = {fit.coefficient:.3g} C^{fit.exponent:.3f}, exponent '
           f'{interval(fit, "exponent")} over {len(fit.budgets_used)}/{len(fit.budgets)} budgets')
     for c, v, used in zip(fit.budgets, fit.optimum, fit.used):
@@ -257,13 +270,22 @@ def main(argv):
   signal.signal(signal.SIGTERM, _interrupt)  # stop like Ctrl-C: runs checkpoint and exit
   boot = dict(n_bootstrap=_N_BOOTSTRAP.value, seed=0)
   parts = {'cooldown': part_cooldown, 'data': part_data, 'hyper': part_hyper, 'mup': part_mup}
+  failed = []
   for name in _PARTS.value:
     print(f'\n===== {name}')
     start = time.monotonic()
-    result = parts[name](workdir, boot, figures)
+    try:
+      result = parts[name](workdir, boot, figures)
+    except (ValueError, RuntimeError) as e:  # a fit that cannot be made: the runs stay, go on
+      print(f'{name}: failed: {e}')
+      failed.append(name)
+      result = {'error': str(e)}
     result['part_wall_s'] = time.monotonic() - start
     run_dir.write_json_atomically(workdir / f'{name}.json', report_lib.plain(result))
     print(f'{name}: {result["part_wall_s"]:.0f} s wall; wrote {workdir / f"{name}.json"}')
+  if failed:
+    raise SystemExit(f'parts without a result: {failed} (their runs are kept; rerunning skips '
+                     'finished runs)')
 
 
 if __name__ == '__main__':
