@@ -1,6 +1,7 @@
-"""The optimal batch size against compute: four batch sizes (8 to 64 sequences of 64 tokens) at
-the budgets and models of `learning_rate.py`, at its learning rate 4e-3. Every run of a budget
-trains the same tokens, so a larger batch takes fewer steps.
+"""The optimal batch size against compute: five batch sizes (4 to 64 sequences of 64 tokens) at
+the budgets and models of `learning_rate.py`, at one of its learning rates, 1.25e-2. Every run of
+a budget trains the same tokens, so a larger batch takes fewer steps. A first grid (8 to 64 at
+4e-3) found every budget's optimum at its smallest batch.
 
   python -m experiments.sweep --sweep=configs/sweeps/batch_size.py --workdir=runs/batch
   python -m experiments.fit --workdir=runs/batch
@@ -10,10 +11,11 @@ import pathlib
 
 from research.config import load_python_file
 
-BATCH_SIZES = (8, 16, 32, 64)
+BATCH_SIZES = (4, 8, 16, 32, 64)
+LEARNING_RATE = 1.25e-2
 
 
 def get_sweep():
   learning_rate = load_python_file(pathlib.Path(__file__).with_name('learning_rate.py'))
-  return learning_rate.get_sweep(learning_rates=(4e-3,), batch_sizes=BATCH_SIZES,
+  return learning_rate.get_sweep(learning_rates=(LEARNING_RATE,), batch_sizes=BATCH_SIZES,
                                  name='batch_size')
