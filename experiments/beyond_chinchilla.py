@@ -55,11 +55,6 @@ def sweep(name: str, workdir: pathlib.Path, rows: list | None = None) -> float:
   return time.monotonic() - start
 
 
-def rows_of(workdir, kinds=None) -> list[dict]:
-  rows = [r for r in table.read_rows(workdir) if r['status'] == 'completed']
-  return [r for r in rows if kinds is None or r['kind'] in kinds]
-
-
 def compute(rows) -> float:
   """Training FLOPs the runs spent themselves, 6 N x own tokens (a branch: after its parent)."""
   return float(sum(6 * r['N'] * (r['own_tokens'] or r['D']) for r in rows))
@@ -100,11 +95,12 @@ def isoflop_fits(rows, boot) -> tuple[dict, dict]:
 
 
 def part_cooldown(workdir: pathlib.Path, boot, figures) -> dict:
-  walls = {'cosine': sweep('cooldown_cosine', workdir / 'cosine'),
-           'cooldown': sweep('cooldown', workdir / 'cooldown')}
-  cosine = rows_of(workdir / 'cosine', ('isoflop',))
-  branches = rows_of(workdir / 'cooldown', ('cooldown',))
-  parents = rows_of(workdir / 'cooldown', ('wsd_stable',))
+  cosine_rows, cooldown_rows = [], []  # these sweeps' runs, not others in the directories
+  walls = {'cosine': sweep('cooldown_cosine', workdir / 'cosine', cosine_rows),
+           'cooldown': sweep('cooldown', workdir / 'cooldown', cooldown_rows)}
+  cosine = [r for r in cosine_rows if r['kind'] == 'isoflop']
+  branches = [r for r in cooldown_rows if r['kind'] == 'cooldown']
+  parents = [r for r in cooldown_rows if r['kind'] == 'wsd_stable']
   result = {'wall_s': walls, 'runs': {'cosine': len(cosine), 'branches': len(branches),
                                       'constant': len(parents)},
             'compute': {'cosine': compute(cosine), 'cooldown': compute(branches + parents)}}

@@ -2,9 +2,11 @@
 model size and a 20% linear cooldown branch per budget, at the (N, D) points of
 `cooldown_cosine.py` (separate cosine runs), so the two laws can be compared with their compute.
 
-Four tiny models per budget at four budgets, D = C / (6 N): one grid (12.5k to 84k parameters)
-at the three smaller budgets, the setting where one constant run per size serves every budget,
-moved up one size at the largest (31k to 113k), where the optimum has moved up.
+Six two-layer models (`sizing.FINE_TWO_LAYER_SHAPES`, 6.4k to 109k parameters, 1.6-2.1x apart)
+at each of three budgets 3x apart, D = C / (6 N): one grid for every budget, so that one constant
+run per size serves them all, wide enough to bracket each budget's optimum (the quickstart's
+minima, at context 128, put them near 12k, 27k and 59k). A first grid (`TINY_SHAPES`, 12.5k to
+84k at 3e10 to 2.7e11, 31k to 137k at 8.1e11) left 3 of 4 budgets' minima at its smallest size.
 
   python -m experiments.sweep --sweep=configs/sweeps/cooldown.py --workdir=runs/cooldown
   python -m experiments.fit --workdir=runs/cooldown
@@ -15,15 +17,15 @@ from research.sweeps import cooldown
 from research.sweeps import generators
 from research.sweeps import sizing
 
-BUDGETS = (3e10, 9e10, 2.7e11, 8.1e11)  # training FLOPs, C = 6 N D
+BUDGETS = (9e10, 2.7e11, 8.1e11)  # training FLOPs, C = 6 N D
 
 
 def grid_centre(budget: float) -> float:
-  """The size the grid is centred on (log-spaced over a factor 7 around it)."""
-  return 30e3 if budget < 5e11 else 55e3
+  """The size the grid is centred on (log-spaced over a factor 16 around it), every budget."""
+  return 27.5e3
 
 
-GRID = dict(num_sizes=4, span=7.0, shapes=sizing.TINY_SHAPES, guess=grid_centre)
+GRID = dict(num_sizes=6, span=16.0, shapes=sizing.FINE_TWO_LAYER_SHAPES, guess=grid_centre)
 FRACTION = 0.2
 
 
