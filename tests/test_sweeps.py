@@ -3,10 +3,9 @@ run's tokens, Kaplan sweeps hold D or N fixed, the ladder follows its law, sweep
 
 import math
 import pathlib
-import numpy as np
 
 import pytest
-from research.config import base_config
+from research.config import base_config, load_python_file
 from research.model import counting
 from research.sweeps import generators, plan, sizing, table
 from research.sweeps import moe as moe_sweeps
@@ -168,11 +167,11 @@ def test_quickstart_is_a_small_isoflop_grid():
   budgets = sorted({c.sweep.budget for _, c in runs})
   assert budgets == [1e11, 2.3e11, 5.2e11, 1.2e12] and len(runs) == 23
   assert all(c.data.corpus == 'default' for _, c in runs)
-  measured = {1e11: 12.6e3, 3.5e11: 33.6e3, 1.2e12: 77.1e3}  # the previous design's minima
+  measured_law = load_python_file(path).measured_law  # through the previous design's minima
+  assert [round(measured_law(c)) for c in (1e11, 3.5e11, 1.2e12)] == [12600, 33600, 77100]
   for budget in budgets:  # 5-6 sizes, reaching past the measured N_opt by 1.8x on both sides
     sizes = sorted(total(c) for _, c in runs if c.sweep.budget == budget)
-    centre = np.interp(np.log(budget), np.log(list(measured)), np.log(list(measured.values())))
-    centre = np.exp(centre)
+    centre = measured_law(budget)
     assert len(sizes) >= 5 and sizes[0] < centre / 1.8 and sizes[-1] > centre * 1.8, (budget, sizes)
   # the largest model stays tiny: a CPU sweep
   assert max(total(c) for _, c in runs) < 1e6

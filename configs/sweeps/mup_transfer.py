@@ -6,7 +6,8 @@ unigram plateau (train loss ~5.35) when they stopped, at a step that varied with
 rate, and losses zigzagged by 0.3-0.4 between neighbouring rates.
 
   python -m experiments.sweep --sweep=configs/sweeps/mup_transfer.py --workdir=runs/mup
-  python -m experiments.fit --workdir=runs/mup"""
+  python -m experiments.fit --workdir=runs/mup
+"""
 
 import pathlib
 
