@@ -164,6 +164,16 @@ def test_data_constrained_runs_repeat_their_unique_tokens():
     d = c.train.num_steps * per_step
     assert c.sweep.epochs * u == pytest.approx(d) and d >= float(label.split('-x')[1]) * u > d - per_step
     validate_config(c, num_devices=1)
+  with_controls = data_constrained.data_constrained_sweep(
+      small_base(), [3e4, 1e5], [1e5, 3e5], [2, 4.5], shapes=sizing.TINY_SHAPES,
+      fresh_controls=True)
+  repeated = {label: c for label, c in with_controls if c.sweep.kind == 'data_constrained'}
+  controls = [c for _, c in with_controls if c.sweep.kind == 'data_constrained_control']
+  assert repeated.keys() == dict(runs).keys()
+  # one fresh run per (model, steps) of the repeated runs: the same tokens, no unique-token limit
+  assert ({(c.model.d_model, c.train.num_steps) for c in repeated.values()}
+          == {(c.model.d_model, c.train.num_steps) for c in controls})
+  assert len(controls) == 8 and all(c.data.unique_tokens == 0 for c in controls)
   with pytest.raises(ValueError, match=r'epochs: 1 is not above one epoch'):
     data_constrained.data_constrained_sweep(small_base(), [3e4], [1e5], [1, 2])
   with pytest.raises(ValueError, match=r'unique_tokens: 256 tokens is less than one batch'):
