@@ -2,10 +2,11 @@
 
   cooldown  the law from WSD cooldown branches against the law from separate cosine runs at the
             same (N, D) points, with the compute of each (configs/sweeps/cooldown*.py)
-  data      the effective-data law of runs repeating 100k or 300k unique tokens, its base law
-            from the cosine runs (configs/sweeps/data_constrained.py)
-  hyper     the optimal learning rate (batch 16) and batch size (learning rate 1.25e-2) against
-            compute (configs/sweeps/learning_rate.py, batch_size.py)
+  data      the effective-data law of runs repeating 10k to 300k unique tokens, each beside a
+            fresh-data control of the same steps; its base law from the cosine runs and the
+            controls (configs/sweeps/data_constrained.py)
+  hyper     the optimal learning rate (batch 16) and batch size (each batch at its better of two
+            learning rates) against compute (configs/sweeps/learning_rate.py, batch_size.py)
   mup       the coordinate check, and the optimal learning rate against width under the standard
             parametrisation and muP (configs/sweeps/mup_transfer.py)
 
@@ -26,7 +27,6 @@ from absl import flags
 
 from research import run_dir
 from research.config import base_config
-from research.config import load_python_file
 from research.scaling import chinchilla
 from research.scaling import hyperparameters
 from research.scaling import plots
@@ -183,15 +183,11 @@ def part_data(workdir: pathlib.Path, boot, figures) -> dict:
 
 
 def part_hyper(workdir: pathlib.Path, boot, figures) -> dict:
-  ours = []  # the two grids' runs only: a directory may also hold runs of an earlier grid
-  walls = {'learning_rate': sweep('learning_rate', workdir / 'hyper', ours),
-           'batch_size': sweep('batch_size', workdir / 'hyper', ours)}
-  rows = list({r['run_id']: r for r in ours}.values())  # a run in both grids counts once
+  # Each grid's own runs (a directory may also hold an earlier grid's); on the batch-size grid,
+  # each (budget, batch) keeps its lowest loss over the learning rates tried.
+  slices = {'learning_rate': [], 'batch_size': []}
+  walls = {name: sweep(name, workdir / 'hyper', rows) for name, rows in slices.items()}
   out = {'wall_s': walls}
-  fixed_batch = load_python_file(SWEEPS / 'learning_rate.py').BATCH_SIZES[0]
-  fixed_lr = load_python_file(SWEEPS / 'batch_size.py').LEARNING_RATE
-  slices = {'learning_rate': [r for r in rows if r['train.batch_size'] == fixed_batch],
-            'batch_size': [r for r in rows if r['train.learning_rate'] == fixed_lr]}
   for name, these in slices.items():
     value = [r['train.learning_rate'] if name == 'learning_rate'
              else r['train.batch_size'] * r['data.seq_len'] for r in these]

@@ -105,3 +105,16 @@ def test_fit_all_reads_a_transfer_sweep_as_the_optimum_against_width():
   assert mup.ci['exponent'][0] <= 0 <= mup.ci['exponent'][1]
   assert not standard.ci['exponent'][0] <= 0 <= standard.ci['exponent'][1]
   assert 'Optimal learning rate against width, muP' in report.format_table(fits)
+
+
+def test_batch_size_advice_names_tokens_not_sequences():
+  """A batch-size profile whose lowest loss is at its smallest batch: the advice asks for
+  smaller batches in tokens per step (the law's unit), not for `batch_size=` in sequences."""
+  C = np.repeat([1e10, 1e11], 4)
+  tokens = np.tile([64.0, 128.0, 256.0, 512.0], 2)
+  loss = np.array([4.0, 4.05, 4.15, 4.3, 3.5, 3.4, 3.5, 3.6])
+  with pytest.warns(UserWarning, match=r'batch_tokens=64\); to bracket it add runs of about '
+                                       r'batch_tokens=32'):
+    with pytest.raises(ValueError, match='at least 2 budgets'):
+      hyperparameters.fit_hyperparameter_law(C, tokens, loss, name='batch_size',
+                                             skip_bad_budgets=True, n_bootstrap=10)

@@ -18,6 +18,8 @@ from research.scaling import budget_optima
 from research.scaling import fit_utils
 
 NOUNS = {'learning_rate': 'learning rate', 'batch_size': 'batch size'}
+# How the values read in messages: a batch size law's values are tokens per step, not sequences.
+VALUE_NAMES = {'batch_size': 'batch_tokens'}
 
 
 @dataclasses.dataclass(frozen=True, eq=False)
@@ -105,8 +107,8 @@ def fit_hyperparameter_law(C, value, loss, *, name: str = 'learning_rate', again
   optima = budget_optima.find_optima(log_x, loss, labels, method=method,
                                      keep_extrapolated=keep_extrapolated, min_runs=min_runs,
                                      skip_bad_budgets=skip_bad_budgets,
-                                     law=f'The {NOUNS.get(name, name)} law', name=name,
-                                     noun=NOUNS.get(name, name),
+                                     law=f'The {NOUNS.get(name, name)} law',
+                                     name=VALUE_NAMES.get(name, name), noun=NOUNS.get(name, name),
                                      group='budget C' if against == 'C' else against)
   samples = budget_optima.bootstrap_optima(optima, log_x, loss, labels, fit_utils.power_law,
                                            method=method, keep_extrapolated=keep_extrapolated,

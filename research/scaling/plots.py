@@ -260,6 +260,7 @@ def plot_hyperparameter_law(fit, path) -> pathlib.Path:
   fig, (ax_p, ax_c) = _figure(ncols=2)
   colours = colormaps['viridis'](np.linspace(0, 0.9, len(fit.budgets)))
   label = fit.name.replace('_', ' ')
+  axis = {'batch_size': 'batch size (tokens per step)'}.get(fit.name, label)
   against = {'C': 'training FLOPs C'}.get(fit.against, fit.against)
   for budget, minimum, best, loss_opt, used, colour in zip(
       fit.budgets, fit.minima, fit.optimum, fit.loss_opt, fit.used, colours):
@@ -271,7 +272,7 @@ def plot_hyperparameter_law(fit, path) -> pathlib.Path:
     ax_p.scatter([best], [loss_opt], marker='*', s=120, zorder=3,
                  facecolors=[colour] if used else 'none', edgecolors='black' if used else [colour])
   ax_p.set_xscale('log')
-  ax_p.set_xlabel(label)
+  ax_p.set_xlabel(axis)
   ax_p.set_ylabel('final loss')
   ax_p.set_title(f'loss against {label} per {fit.against} ({fit.method})')
   ax_p.legend(fontsize=7)
@@ -290,7 +291,7 @@ def plot_hyperparameter_law(fit, path) -> pathlib.Path:
   ax_c.set_xscale('log')
   ax_c.set_yscale('log')
   ax_c.set_xlabel(against)
-  ax_c.set_ylabel(f'optimal {label}')
+  ax_c.set_ylabel(f'optimal {axis}')
   ax_c.set_title(f'{label} law')
   ax_c.legend(fontsize=7)
   return _save(fig, path)
