@@ -13,7 +13,6 @@ design as run.
 """
 
 import datetime
-import json
 
 import ml_collections
 import numpy as np
@@ -44,7 +43,7 @@ flags.mark_flag_as_required('workdir')
 
 def process_seconds(run_dir) -> float:
   """Start to end of a run's process, from the runner's record."""
-  record = json.loads((run_dir_lib.as_path(run_dir) / 'runner.json').read_text())
+  record = run_dir_lib.read_json(run_dir_lib.as_path(run_dir) / run_dir_lib.RUNNER_FILE)
   start, end = (datetime.datetime.fromisoformat(record[k]) for k in ('started', 'ended'))
   return (end - start).total_seconds()
 
@@ -59,7 +58,7 @@ def main(argv):
   N, loss, C, steps = (rows[k][isoflop] for k in ('N', 'final_eval_loss', 'budget', 'step'))
   D = rows['D'][isoflop]
   run_dirs = rows['run_dir'][isoflop]
-  config = json.loads((run_dir_lib.as_path(run_dirs[0]) / 'config.json').read_text())
+  config = run_dir_lib.read_config(run_dirs[0])
   base_model = ml_collections.ConfigDict(config['model'])
   sizes = sorted({counting.predict_param_counts(sizing.apply_shape(base_model, s)).total
                   for s in SHAPES[_SHAPES.value]})

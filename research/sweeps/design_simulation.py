@@ -19,6 +19,7 @@ from typing import Callable, Sequence
 import numpy as np
 
 from research.scaling import chinchilla
+from research.sweeps import generators
 
 
 def profile_truths(N, loss, C) -> dict[float, Callable[[float], float]]:
@@ -57,9 +58,7 @@ def design_points(centres: dict[float, float], num_sizes: int, spans: dict[float
   points = []
   for budget, centre in centres.items():
     chosen = []
-    for i in range(num_sizes):
-      position = i / (num_sizes - 1) - 0.5 if num_sizes > 1 else 0.0
-      target = centre * spans[budget] ** position
+    for target in generators.log_spaced_targets(centre, num_sizes, spans[budget]):
       n = float(sizes[np.argmin(np.abs(np.log(sizes / target)))])
       if n not in chosen:
         chosen.append(n)

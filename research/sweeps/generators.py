@@ -138,6 +138,11 @@ def chinchilla_guess(tokens_per_param: float = 20.0) -> Callable[[float], float]
   return lambda c: math.sqrt(c / (6.0 * tokens_per_param))
 
 
+def log_spaced_targets(center: float, num: int, span: float) -> list[float]:
+  """`num` sizes log-spaced from center / sqrt(span) to center * sqrt(span) (one: the center)."""
+  return [center * span ** (i / (num - 1) - 0.5 if num > 1 else 0.0) for i in range(num)]
+
+
 def isoflop_sweep(base: ml_collections.ConfigDict, budgets: Sequence[float], *,
                   num_sizes: int = 7, span: float = 8.0,
                   guess: Callable[[float], float] | None = None,
@@ -160,9 +165,7 @@ def isoflop_sweep(base: ml_collections.ConfigDict, budgets: Sequence[float], *,
   for budget in budgets:
     center = guess(budget)
     seen = set()
-    for i in range(num_sizes):
-      position = i / (num_sizes - 1) - 0.5 if num_sizes > 1 else 0.0
-      target = center * span ** position
+    for target in log_spaced_targets(center, num_sizes, span):
       size = size_model(target, base, shapes, aspect_ratio, head_dim)
       if size.shape in seen:
         continue
