@@ -24,10 +24,12 @@ import jax.numpy as jnp
 from research.model import positions as positions_lib
 from research.model import weights
 from research.model.blockwise_attention import blockwise_attention
+from research.model.query_block_attention import query_block_attention
 from research.model.splash_attention import splash_attention
 
-# On CPU, XLA's fused attention materialises [T, S] scores; from this length on, 'auto' switches to
-# the blockwise path whose memory grows linearly.
+# On CPU, 'auto' takes the query-block path (exact softmax over the keys each block of queries
+# can see) for short sequences, and from this length on the blockwise path, whose memory grows
+# linearly.
 BLOCKWISE_FROM_LENGTH = 2048
 
 
@@ -78,7 +80,7 @@ def reference_attention(q_BxTxNxH, k_BxSxKxH, v_BxSxKxH, sliding_window: int = 0
 
 def resolve_attention_impl(impl: str, dtype, length: int) -> str:
   """'auto': cuDNN flash attention on GPU (16-bit compute), splash on TPU (length a multiple of
-  128), on CPU XLA's fused path for short sequences and the blockwise path for long ones."""
+  128), on CPU the query-block path for short sequences and the blockwise path for long ones."""
   if impl != 'auto':
     return impl
   backend = jax.default_backend()
@@ -86,8 +88,8 @@ def resolve_attention_impl(impl: str, dtype, length: int) -> str:
     return 'cudnn'
   if backend == 'tpu' and length % 128 == 0:
     return 'splash'
-  if backend == 'cpu' and length >= BLOCKWISE_FROM_LENGTH:
-    return 'blockwise'
+  if backend == 'cpu':
+    return 'blockwise' if length >= BLOCKWISE_FROM_LENGTH else 'query_blocks'
   return 'xla'
 
 
@@ -114,6 +116,8 @@ def dot_product_attention(q_BxTxNxH, k_BxSxKxH, v_BxSxKxH, impl: str, sliding_wi
     return reference_attention(q_BxTxNxH, k_BxSxKxH, v_BxSxKxH, sliding_window)
   if impl == 'blockwise':
     return blockwise_attention(q_BxTxNxH, k_BxSxKxH, v_BxSxKxH, sliding_window)
+  if impl == 'query_blocks':
+    return query_block_attention(q_BxTxNxH, k_BxSxKxH, v_BxSxKxH, sliding_window)
   if impl == 'splash':
     return splash_attention(q_BxTxNxH, k_BxSxKxH, v_BxSxKxH, sliding_window,
                             interpret=jax.default_backend() != 'tpu')

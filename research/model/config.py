@@ -18,7 +18,7 @@ POSITION_TYPES = positions.ADDITIVE + positions.ROTARY + ('none',)
 NORM_TYPES = ('layernorm', 'rmsnorm')
 NORM_POSITIONS = ('pre', 'post')
 MLP_TYPES = ('gelu', 'swiglu')
-ATTENTION_IMPLS = ('auto', 'xla', 'cudnn', 'splash', 'blockwise', 'reference')
+ATTENTION_IMPLS = ('auto', 'xla', 'cudnn', 'splash', 'blockwise', 'query_blocks', 'reference')
 # What the backward pass may keep of a block's forward pass instead of recomputing it.
 REMAT_POLICIES = {
     'none': None,  # no remat: keep everything
@@ -54,7 +54,7 @@ def default_model_config() -> ml_collections.ConfigDict:
   c.use_bias = True  # biases in the attention and feed-forward projections
   c.dropout_rate = 0.0  # residual and embedding dropout
   c.sliding_window = 0  # 0: full causal attention; W: each token sees its last W tokens
-  c.attention_impl = 'auto'  # auto | xla | cudnn | splash | blockwise | reference
+  c.attention_impl = 'auto'  # auto | xla | cudnn | splash | blockwise | query_blocks | reference
   c.dtype = 'auto'  # compute dtype: auto = float32 on CPU, bfloat16 on GPU/TPU
   c.param_dtype = 'float32'
   c.remat = 'none'  # none | full | save_matmuls
