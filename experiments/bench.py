@@ -30,6 +30,7 @@ from absl import app
 from absl import flags
 from ml_collections import config_flags
 
+from experiments.timing import random_batches
 from research.model import counting
 from research.model.config import resolve_dtype
 from research.parallel import sharding as sharding_lib
@@ -48,14 +49,6 @@ _PROFILE = flags.DEFINE_string('profile', '', 'Write a jax.profiler trace of 3 s
 _LOOP_STEPS = flags.DEFINE_integer('loop_steps', 0, 'Also train this many steps with the real '
                                    'loop on the config\'s data and compare its tokens/s.')
 flags.mark_flag_as_required('config')
-
-
-def random_batches(config, count: int, seed: int = 0):
-  """Host batches of uniform random tokens, like the pipeline's: [B, T] int32 inputs/targets."""
-  rng = np.random.default_rng(seed)
-  shape = (config.train.batch_size // jax.process_count(), config.data.seq_len)
-  make = lambda: rng.integers(0, config.model.vocab_size, shape, dtype=np.int32)
-  return [{'inputs': make(), 'targets': make()} for _ in range(count)]
 
 
 def bench(config, steps: int, warmup: int, profile_dir: str = '') -> dict:

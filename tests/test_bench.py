@@ -10,6 +10,7 @@ import time
 
 import jax
 import numpy as np
+import pytest
 
 from research.config import load_config_file
 from research.model.init import abstract_params
@@ -71,3 +72,23 @@ def test_bench_compares_the_training_loop_with_the_step(tmp_path):
   # magnitude as the bare step (a ratio of seconds to milliseconds would be off by 1000).
   assert 0.05 < r['loop_vs_bench'] < 5
   assert 'loop tokens / s' in result.stdout
+
+
+def test_compare_times_each_value_on_the_same_batches_and_names_bad_fields():
+  from experiments.bench_compare import compare
+  config = load_config_file(ROOT / 'configs' / 'bench_cpu.py')
+  config.model.update(SMALL)
+  config.data.seq_len, config.train.batch_size = 64, 4
+  rows = compare(config, 'model.attention_impl', ['xla', 'query_blocks'], steps=2, warmup=0)
+  assert [r['value'] for r in rows] == ['xla', 'query_blocks']
+  for r in rows:
+    assert r['step_time_min_s'] <= r['step_time_s'] <= r['step_time_max_s']
+  # Two attention paths that compute the same function, trained on the same batches.
+  np.testing.assert_allclose(rows[1]['final_loss'], rows[0]['final_loss'], rtol=1e-5)
+  assert rows[1]['ratio_to_first'] > 0
+  with pytest.raises(ValueError, match='model.attention_imp: no such config field'):
+    compare(config, 'model.attention_imp', ['xla', 'query_blocks'], 1, 0)
+  with pytest.raises(ValueError, match="'four' is not a int"):
+    compare(config, 'model.num_layers', ['1', 'four'], 1, 0)
+  with pytest.raises(ValueError, match='model.attention_impl'):
+    compare(config, 'model.attention_impl', ['xla', 'nonsense'], 1, 0)
