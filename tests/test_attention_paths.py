@@ -24,6 +24,16 @@ def outputs_and_grads(fn, q, k, v):
   return jax.jit(fn)(q, k, v), jax.jit(jax.grad(loss, argnums=(0, 1, 2)))(q, k, v)
 
 
+def assert_matches_reference(attention, q, k, v, window):
+  """attention(q, k, v) equals the einsum reference with the same window, outputs and gradients."""
+  ref_out, ref_grads = outputs_and_grads(
+      lambda q, k, v: reference_attention(q, k, v, window), q, k, v)
+  out, grads = outputs_and_grads(attention, q, k, v)
+  np.testing.assert_allclose(out, ref_out, atol=2e-6)
+  for a, b in zip(grads, ref_grads):
+    np.testing.assert_allclose(a, b, atol=2e-5)
+
+
 CASES = [(200, 4, 2, 0), (256, 4, 1, 37), (130, 2, 2, 0), (64, 6, 3, 5)]
 
 
@@ -31,28 +41,18 @@ CASES = [(200, 4, 2, 0), (256, 4, 1, 37), (130, 2, 2, 0), (64, 6, 3, 5)]
 @pytest.mark.parametrize('blocks', [(64, 48), (32, 32), (256, 256)])
 def test_blockwise_matches_reference(t, n, k, window, blocks):
   q, kk, v = qkv(t + n + window, t, n, k)
-  ref_out, ref_grads = outputs_and_grads(
-      lambda q, k, v: reference_attention(q, k, v, window), q, kk, v)
-  out, grads = outputs_and_grads(
-      lambda q, k, v: blockwise_attention(q, k, v, window, *blocks), q, kk, v)
-  np.testing.assert_allclose(out, ref_out, atol=2e-6)
-  for a, b in zip(grads, ref_grads):
-    np.testing.assert_allclose(a, b, atol=2e-5)
+  assert_matches_reference(lambda q, k, v: blockwise_attention(q, k, v, window, *blocks),
+                           q, kk, v, window)
 
 
 # (t, n, k, window, num_blocks): 8 blocks of 25; a window within one block and across blocks;
 # 4 blocks asked of t = 130, which has 2 as its largest divisor not above 4.
-@pytest.mark.parametrize('t,n,k,window,num_blocks',
-                         [(200, 4, 2, 0, 8), (64, 6, 3, 5, 4), (256, 4, 1, 37, 4), (130, 2, 2, 0, 4)])
+@pytest.mark.parametrize('t,n,k,window,num_blocks', [
+    (200, 4, 2, 0, 8), (64, 6, 3, 5, 4), (256, 4, 1, 37, 4), (130, 2, 2, 0, 4)])
 def test_query_blocks_match_reference(t, n, k, window, num_blocks):
   q, kk, v = qkv(t + n + window + num_blocks, t, n, k)
-  ref_out, ref_grads = outputs_and_grads(
-      lambda q, k, v: reference_attention(q, k, v, window), q, kk, v)
-  out, grads = outputs_and_grads(
-      lambda q, k, v: query_block_attention(q, k, v, window, num_blocks), q, kk, v)
-  np.testing.assert_allclose(out, ref_out, atol=2e-6)
-  for a, b in zip(grads, ref_grads):
-    np.testing.assert_allclose(a, b, atol=2e-5)
+  assert_matches_reference(lambda q, k, v: query_block_attention(q, k, v, window, num_blocks),
+                           q, kk, v, window)
 
 
 def test_query_blocks_of_a_cache_longer_than_the_queries_match_reference():
@@ -67,13 +67,8 @@ def test_query_blocks_of_a_cache_longer_than_the_queries_match_reference():
 @pytest.mark.parametrize('t,n,k,window', [(256, 4, 1, 37), (128, 2, 2, 0), (128, 4, 2, 0)])
 def test_attention_impls_match_reference(impl, t, n, k, window):
   q, kk, v = qkv(t * n + k, t, n, k)
-  ref_out, ref_grads = outputs_and_grads(
-      lambda q, k, v: reference_attention(q, k, v, window), q, kk, v)
-  out, grads = outputs_and_grads(
-      lambda q, k, v: dot_product_attention(q, k, v, impl, window), q, kk, v)
-  np.testing.assert_allclose(out, ref_out, atol=2e-6)
-  for a, b in zip(grads, ref_grads):
-    np.testing.assert_allclose(a, b, atol=2e-5)
+  assert_matches_reference(lambda q, k, v: dot_product_attention(q, k, v, impl, window),
+                           q, kk, v, window)
 
 
 def temp_bytes(fn, t):
