@@ -6,34 +6,24 @@ The sweeps `tokenizers.py`, `objectives.py` and `dedup.py` start from `base()`;
 `python -m experiments.equal_compute` runs them and prints their tables.
 """
 
-import ast
 import pathlib
 
-from research.config import load_python_file
+from research.config import load_python_file, set_field
 
 NUM_STEPS = 150
 
 
 def apply_overrides(c, overrides=()):
-  """Sets each 'section.field=value' of `overrides` (value a Python literal, else a string);
-  a ValueError names a field the config lacks."""
+  """Sets each 'section.field=value' of `overrides` (research.config.set_field reads the value);
+  a ValueError names the override and what is wrong with it."""
   for item in overrides:
     name, eq, text = item.partition('=')
-    *path, field = name.split('.')
-    section = c
+    if not eq:
+      raise ValueError(f'override {item!r}: expected section.field=value')
     try:
-      for part in path:
-        section = section[part]
-    except (KeyError, AttributeError):
-      section = None
-    if not eq or section is None or field not in section:
-      raise ValueError(f'override {item!r}: expected section.field=value for a field of the '
-                       'config')
-    try:
-      value = ast.literal_eval(text)
-    except (ValueError, SyntaxError):
-      value = text
-    section[field] = value
+      set_field(c, name, text)
+    except ValueError as e:
+      raise ValueError(f'override {item!r}: {e}') from None
   return c
 
 

@@ -29,6 +29,7 @@ from absl import flags
 from ml_collections import config_flags
 
 from experiments.timing import random_batches
+from research.config import set_field
 from research.parallel import sharding as sharding_lib
 from research.parallel.mesh import make_mesh
 from research.parallel.rules import as_rules
@@ -44,29 +45,15 @@ flags.mark_flags_as_required(['config', 'field', 'values'])
 
 
 def with_value(config, field: str, text: str):
-  """A copy of `config` with `field` (dotted) set to `text` read as that field's type."""
-  *parents, name = field.split('.')
-  config = copy.deepcopy(config)
-  section = config
-  for part in parents:
-    section = section.get(part) if hasattr(section, 'get') else None
-  if section is None or not hasattr(section, 'get') or name not in section:
-    raise ValueError(f'--field={field}: no such config field')
+  """A copy of `config` with `field` (dotted) set to `text` (read by research.config.set_field)."""
   if field.split('.')[0] in ('mesh', 'distributed'):
     raise ValueError(f'--field={field}: every program here shares one mesh; compare mesh '
                      'layouts with separate runs of experiments.bench')
-  current = section[name]
+  config = copy.deepcopy(config)
   try:
-    if isinstance(current, bool):
-      if text.lower() not in ('true', 'false', '1', '0'):
-        raise ValueError
-      value = text.lower() in ('true', '1')
-    else:
-      value = type(current)(text)
-  except (TypeError, ValueError):
-    raise ValueError(f'--values: {text!r} is not a {type(current).__name__}, the type of '
-                     f'{field}') from None
-  section[name] = value
+    set_field(config, field, text)
+  except ValueError as e:
+    raise ValueError(f'--field={field} --values: {e}') from None
   validate_config(config)
   return config
 

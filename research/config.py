@@ -6,6 +6,7 @@ them again (`--config.train.num_steps=100`).
 
 from __future__ import annotations
 
+import ast
 import importlib.util
 import pathlib
 import types
@@ -146,3 +147,38 @@ def load_python_file(path) -> types.ModuleType:
 def load_config_file(path) -> ml_collections.ConfigDict:
   """`get_config()` of a config file."""
   return load_python_file(path).get_config()
+
+
+def set_field(config: ml_collections.ConfigDict, field: str, text: str) -> None:
+  """Sets the dotted field `field` ('model.d_model') from command-line `text`.
+
+  The text is read for the field's current type: as it is for a string, true/false (or 1/0) for
+  a boolean, a Python literal otherwise (the plain text where a field holding None takes no
+  literal). A ValueError names the field and what is wrong with the text.
+  """
+  *parents, name = field.split('.')
+  section = config
+  for part in parents:
+    section = section.get(part) if isinstance(section, ml_collections.ConfigDict) else None
+  if not isinstance(section, ml_collections.ConfigDict) or name not in section:
+    raise ValueError(f'{field}: no such config field')
+  current = section[name]
+  wrong_type = ValueError(f'{field}: {text!r} is not a {type(current).__name__}, the type of '
+                          f'{field}')
+  if isinstance(current, str):
+    value = text
+  elif isinstance(current, bool):
+    if text.lower() not in ('true', 'false', '1', '0'):
+      raise wrong_type
+    value = text.lower() in ('true', '1')
+  else:
+    try:
+      value = ast.literal_eval(text)
+    except (ValueError, SyntaxError):
+      if current is not None:
+        raise wrong_type from None
+      value = text
+  try:
+    section[name] = value
+  except TypeError:
+    raise wrong_type from None
