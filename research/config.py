@@ -163,8 +163,7 @@ def set_field(config: ml_collections.ConfigDict, field: str, text: str) -> None:
   if not isinstance(section, ml_collections.ConfigDict) or name not in section:
     raise ValueError(f'{field}: no such config field')
   current = section[name]
-  wrong_type = ValueError(f'{field}: {text!r} is not a {type(current).__name__}, the type of '
-                          f'{field}')
+  wrong_type = ValueError(f'{field}: {text!r} is not a {type(current).__name__}')
   if isinstance(current, str):
     value = text
   elif isinstance(current, bool):
